@@ -1,0 +1,94 @@
+# llamapipe: one build for everything.
+#
+#   make            build every tool into bin/
+#   make check      run the test suite (prove -r t/)
+#   make asan       build with AddressSanitizer + UBSan into build/asan and run the suite
+#   make fuzz       build libFuzzer targets (clang) into build/fuzz
+#   make deps       install missing Debian/PyPI packages (as root)
+#   make demo       the whole pipeline on the bundled data
+
+CC      ?= cc
+CXX     ?= c++
+O       ?= build/release
+BIN     ?= bin
+OPT     ?= -O2 -g
+SAN     ?=
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wvla -Wformat=2
+CFLAGS  ?=
+CFLAGS  += -std=c11 $(OPT) $(SAN) $(WARN) -Wstrict-prototypes -fopenmp
+CXXFLAGS += -std=c++17 $(OPT) $(SAN) $(WARN)
+CPPFLAGS += -D_GNU_SOURCE -Ilibcommon -MMD -MP
+LDFLAGS += $(SAN) -fopenmp
+LDLIBS  += -ljq -lzstd -lxxhash -lsentencepiece -lpthread -lm
+
+TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
+LIB_C   := $(wildcard libcommon/*.c)
+LIB_CXX := $(wildcard libcommon/*.cc)
+LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CXX:%.cc=$(O)/%.o)
+UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
+FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
+
+all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
+	@echo "built: $(TOOLS) (cc: $(CC), $(O))"
+
+$(O)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
+
+$(O)/libcommon.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Tools link with the C++ driver because the tokenizer wrapper is C++.
+$(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# C unit tests: one binary per t/unit/*.c, run by t/t0000-unit.t.
+$(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Fuzz targets built with a plain driver that replays files (used by the
+# test suite on the seed corpora); `make fuzz` builds them for libFuzzer.
+$(O)/t/fuzz-%: $(O)/t/fuzz/%.o $(O)/t/fuzz/driver.o $(O)/libcommon.a
+	@mkdir -p $(@D)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The reference tests use the venv that install-deps.sh makes, if any.
+VENV_PY := $(abspath build/venv/bin/python)
+check:
+	sh pipelines/install-deps.sh
+	$(MAKE) all
+	LP_BIN=$(abspath $(BIN)) LP_BUILD=$(abspath $(O)) \
+		PYTHON=$$(test -x $(VENV_PY) && echo $(VENV_PY) || echo python3) \
+		prove -r -j2 t/
+
+asan:
+	$(MAKE) O=build/asan BIN=build/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check
+
+FUZZCC := clang
+fuzz:
+	$(MAKE) O=build/fuzz BIN=build/fuzz/bin CC=$(FUZZCC) CXX=clang++ \
+		OPT="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" fuzz-targets
+fuzz-targets: $(FUZZ:%=$(O)/fuzz-%)
+$(O)/fuzz-%: $(O)/t/fuzz/%.o $(O)/libcommon.a
+	$(CXX) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+deps:
+	sh pipelines/install-deps.sh
+
+demo: all
+	$(MAKE) -f pipelines/demo.mk
+
+clean:
+	rm -rf build $(BIN)
+
+.PHONY: all check asan fuzz fuzz-targets deps demo clean
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,77 @@
+/* common.h: error reporting, checked allocation, atomic file writes.
+ *
+ * Every tool reports problems as one line on stderr, "prog: where: what",
+ * and exits non-zero: 1 for bad input or a failed operation, 2 for a usage
+ * error. lp_die() is the one way out on error; it first removes any
+ * temporary files registered by lp_atomic_create(), so an interrupted or
+ * failed run never leaves a half-written file under its real name. */
+#ifndef LP_COMMON_H
+#define LP_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LP_EXIT_FAIL 1
+#define LP_EXIT_USAGE 2
+
+extern const char *lp_prog;
+
+/* Set the program name used in messages (basename of argv0). Installs
+ * SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers that remove pending temporaries. */
+void lp_init(const char *argv0);
+
+/* "prog: where: what\n" on stderr, then exit(1). where may be NULL. */
+_Noreturn void lp_die(const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Same, exit status 2, with a hint to read --help. */
+_Noreturn void lp_usage_error(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+/* "prog: where: what\n" on stderr; carries on. */
+void lp_warn(const char *where, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* "prog: what\n" on stderr: progress and summaries for people. */
+void lp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void *lp_malloc(size_t n);
+void *lp_calloc(size_t n, size_t size);
+void *lp_realloc(void *p, size_t n);
+char *lp_strdup(const char *s);
+/* Grow *p (of *cap elements of size) to hold at least need elements. */
+void lp_grow(void **p, size_t *cap, size_t need, size_t size);
+
+/* Parse helpers for option values; die with a usage error naming opt. */
+long long lp_parse_int(const char *opt, const char *s, long long lo, long long hi);
+double lp_parse_double(const char *opt, const char *s, double lo, double hi);
+
+/* Whole file into memory (NUL-terminated); dies naming path on failure. */
+char *lp_read_file(const char *path, size_t *len);
+
+/* Output streams: write errors (a full disk, a closed pipe) are checked at
+ * every flush and named. lp_close_stdout() must be the last thing a tool
+ * does before exit(0). */
+void lp_fwrite(FILE *f, const char *name, const void *p, size_t n);
+void lp_fflush(FILE *f, const char *name);
+void lp_close_stdout(void);
+/* fopen(path, mode) or die; "-" means stdout for "w" modes. */
+FILE *lp_fopen(const char *path, const char *mode);
+/* fflush + fsync + fclose, or die naming name. */
+void lp_fclose_checked(FILE *f, const char *name);
+
+/* Atomic file creation: writes go to "<dir>/.<base>.tmp.<pid>", and
+ * lp_atomic_commit() fsyncs, renames over path and fsyncs the directory.
+ * Until then the temporary is removed on lp_die() or a fatal signal. */
+typedef struct lp_atomic lp_atomic;
+lp_atomic *lp_atomic_create(const char *path);
+FILE *lp_atomic_file(lp_atomic *a);
+void lp_atomic_commit(lp_atomic *a);
+void lp_atomic_abort(lp_atomic *a);
+
+/* Deterministic PRNG (splitmix64 seeded xoshiro256**). */
+typedef struct { uint64_t s[4]; } lp_rng;
+void lp_rng_seed(lp_rng *r, uint64_t seed);
+uint64_t lp_rng_next(lp_rng *r);
+/* Uniform in [0, n). */
+uint64_t lp_rng_below(lp_rng *r, uint64_t n);
+
+#endif
