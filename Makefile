@@ -17,9 +17,29 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wvla -Wformat=2
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) $(SAN) $(WARN) -Wstrict-prototypes -fopenmp
 CXXFLAGS += -std=c++17 $(OPT) $(SAN) $(WARN)
-CPPFLAGS += -D_GNU_SOURCE -Ilibcommon -MMD -MP
+CPPFLAGS += -D_GNU_SOURCE -Ilibcommon -Ikernels -MMD -MP
 LDFLAGS += $(SAN) -fopenmp
 LDLIBS  += -ljq -lzstd -lxxhash -lsentencepiece -lpthread -lm
+
+# BLAS for the CPU backend's GEMM (OpenBLAS through pkg-config).
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+# CUDA backend: built wherever nvcc is found (it needs no GPU to build).
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+KERNEL_CU := $(if $(NVCC),$(wildcard kernels/cuda/*.cu))
+KERNEL_C  := kernels/kernels.c $(wildcard kernels/cpu/*.c) $(if $(KERNEL_CU),,kernels/cuda/none.c)
+KERNEL_OBJ := $(KERNEL_C:%.c=$(O)/%.o) $(KERNEL_CU:%.cu=$(O)/%.o)
+ifneq ($(KERNEL_CU),)
+CUDA_HOME := $(abspath $(dir $(NVCC))/..)
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCCFLAGS ?= -O2 -g -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart
+BACKENDS := cpu cuda
+else
+BACKENDS := cpu (no nvcc: CUDA backend not built)
+endif
+LDLIBS += -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed
 
 TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
 LIB_C   := $(wildcard libcommon/*.c)
@@ -29,7 +49,7 @@ UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
 FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
 
 all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
-	@echo "built: $(TOOLS) (cc: $(CC), $(O))"
+	@echo "built: $(TOOLS) into $(BIN); backends: $(BACKENDS)"
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
@@ -39,7 +59,15 @@ $(O)/%.o: %.cc
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
 
-$(O)/libcommon.a: $(LIB_OBJ)
+$(O)/kernels/cpu/%.o: kernels/cpu/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(BLAS_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(O)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -Ilibcommon -Ikernels -c -o $@ $<
+
+$(O)/libcommon.a: $(LIB_OBJ) $(KERNEL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 

@@ -1,0 +1,153 @@
+/* kernels.h: the one op interface the model code calls.
+ *
+ * Two implementations sit behind it: kernels/cpu/ (the reference: plain C,
+ * OpenMP, BLAS for GEMM, f32 math) and kernels/cuda/ (cuBLASLt GEMM and own
+ * fused kernels). The model code never allocates, reads or writes tensor
+ * memory itself: it asks the backend for buffers, moves bytes in and out
+ * with lp_upload/lp_download, and calls ops on opaque device pointers.
+ *
+ * Element types. Activations and their gradients are of the backend's
+ * activation type, lp_act_dtype(): LP_F32 on the CPU; LP_F32 or LP_BF16 on
+ * CUDA. Frozen weights are lp_weight views of any of f32, bf16, f16 (the
+ * CPU backend converts to f32 inside the op). Trainable parameters, their
+ * gradients and optimizer states are always f32 ("master" copies).
+ * Integer inputs (token ids, positions, targets) are i32.
+ *
+ * Shapes are in the argument names; N = number of rows (batch * time),
+ * B = batch, T = time, C = channels (hidden size), OC = output channels,
+ * H = query heads, KVH = key/value heads (H % KVH == 0), D = head size,
+ * I = intermediate (MLP) size, V = vocabulary. Matrices are row-major;
+ * a weight W of a Linear layer is (OC, C) as Hugging Face stores it, and
+ * y = x @ W^T.
+ *
+ * Backward ops accumulate into parameter gradients (+=) and, unless named
+ * otherwise, overwrite input gradients (=). Every op is synchronous with
+ * respect to later ops on the same backend (a stream-ordered queue on CUDA);
+ * lp_download waits for them. */
+#ifndef LP_KERNELS_H
+#define LP_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+enum lp_device { LP_DEVICE_CPU = 0, LP_DEVICE_CUDA = 1 };
+
+/* Select and start a backend (threads for the CPU; device, streams and
+ * handles for CUDA). Returns 0, or -1 with a message in err when the
+ * backend was not built in or no device is present. */
+int lp_kernels_init(enum lp_device dev, int act_dtype, char *err, size_t errlen);
+enum lp_device lp_kernels_device(void);
+int lp_act_dtype(void);
+size_t lp_act_size(void);
+const char *lp_kernels_describe(void); /* "cpu (2 threads, openblas)" */
+void lp_kernels_shutdown(void);
+
+/* ---- memory: the only way model code touches tensors ---- */
+void *lp_alloc(size_t bytes);          /* zeroed; dies on failure */
+void lp_free(void *p);
+void lp_upload(void *dst, const void *host_src, size_t bytes);
+void lp_download(void *host_dst, const void *src, size_t bytes);
+void lp_copy(void *dst, const void *src, size_t bytes);   /* device to device */
+void lp_zero(void *p, size_t bytes);
+/* Convert n elements between any of f32/bf16/f16 (same or other device
+ * buffer); used to load weights and to read activations back as f32. */
+void lp_convert(void *dst, int dst_dtype, const void *src, int src_dtype, size_t n);
+
+/* A frozen weight matrix on the device: (rows, cols), row-major. */
+typedef struct {
+	const void *data;
+	int dtype;           /* LP_F32, LP_BF16 or LP_F16 */
+	int rows, cols;
+} lp_weight;
+
+/* ---- forward and backward ops ---- */
+
+/* out[N,C] = wte[ids[n], :].  dwte (V,C, f32) += scatter of dout. */
+void lp_embedding_forward(void *out, const int32_t *ids, lp_weight wte, int N, int C);
+void lp_embedding_backward(float *dwte, const void *dout, const int32_t *ids, int N, int C);
+
+/* out[N,C] = inp / rms(inp) * w; rstd[N] (f32) saved for backward. */
+void lp_rmsnorm_forward(void *out, float *rstd, const void *inp, lp_weight w,
+		int N, int C, float eps);
+/* dinp[N,C] (+= when accumulate) from dout; dw (C, f32, may be NULL) +=. */
+void lp_rmsnorm_backward(void *dinp, float *dw, const void *dout, const void *inp,
+		lp_weight w, const float *rstd, int N, int C, int accumulate);
+
+/* out[N,OC] = beta * out + alpha * inp[N,C] @ W^T (W is (OC,C)). */
+void lp_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
+		float alpha, float beta);
+/* dinp[N,C] = beta * dinp + alpha * dout[N,OC] @ W, and (dW may be NULL)
+ * dW (OC,C, f32) += alpha * dout^T @ inp. */
+void lp_matmul_backward(void *dinp, float *dW, const void *dout, const void *inp,
+		lp_weight W, int N, int C, int OC, float alpha, float beta);
+
+/* Rotary embedding in place on x[N, nh, D] (rotate-half layout, as HF):
+ * position of row n is pos[n]; inv_freq[D/2] (f32, device) holds the
+ * frequencies after any rope scaling, attn_factor multiplies cos and sin
+ * (1 unless a scaling type says otherwise). Backward rotates by -angle. */
+void lp_rope_forward(void *x, const int32_t *pos, const float *inv_freq,
+		int N, int nh, int D, float attn_factor);
+void lp_rope_backward(void *dx, const int32_t *pos, const float *inv_freq,
+		int N, int nh, int D, float attn_factor);
+
+/* Causal self-attention over whole sequences (training, prefill):
+ * q[B,T,H,D], k,v[B,T,KVH,D] -> out[B,T,H,D]; lse[B,H,T] (f32) saved for
+ * backward (log-sum-exp of each softmax row). Row t of batch b attends to
+ * positions s <= t with mask[b,s] != 0 (mask NULL: all; used for right
+ * padding). scale = 1/sqrt(D) unless given. */
+void lp_attention_forward(void *out, float *lse, const void *q, const void *k,
+		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
+		float scale);
+void lp_attention_backward(void *dq, void *dk, void *dv, const void *dout,
+		const void *out, const float *lse, const void *q, const void *k,
+		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
+		float scale);
+
+/* Decoding with a KV cache: q[B,Tq,H,D] are the newest Tq positions of each
+ * sequence, whose cache holds k,v[B,Tmax,KVH,D] filled for positions
+ * [0, past[b] + Tq). Query i of batch b sits at position past[b] + i and
+ * attends causally. cache_mask[b,s] (may be NULL) drops cached positions
+ * (left padding in batched generation). */
+void lp_attention_cached(void *out, const void *q, const void *kcache,
+		const void *vcache, const int32_t *past, const uint8_t *cache_mask,
+		int B, int Tq, int Tmax, int H, int KVH, int D, float scale);
+/* Write k,v[B,Tq,KVH,D] into the caches at positions past[b] + i. */
+void lp_kv_store(void *kcache, void *vcache, const void *k, const void *v,
+		const int32_t *past, int B, int Tq, int Tmax, int KVH, int D);
+
+/* SwiGLU: out[N,I] = silu(gate) * up; backward writes dgate, dup. */
+void lp_swiglu_forward(void *out, const void *gate, const void *up, int N, int I);
+void lp_swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate,
+		const void *up, int N, int I);
+
+/* x[n] += y[n] (residual); scale x[n] *= s. */
+void lp_add_inplace(void *x, const void *y, size_t n);
+void lp_scale_inplace(void *x, float s, size_t n);
+
+/* Dropout: out = inp * mask / (1 - p), mask from a counter-based RNG keyed
+ * by (seed, offset of element) so forward and backward agree and results do
+ * not depend on the backend's thread layout. p == 0 copies. */
+void lp_dropout_forward(void *out, const void *inp, float p, uint64_t seed, size_t n);
+void lp_dropout_backward(void *dinp, const void *dout, float p, uint64_t seed, size_t n);
+
+/* Fused cross-entropy over logits[N,V]: losses[N] (f32) = -log softmax at
+ * targets[n] (0 where targets[n] == -100), and if dlogits is not NULL,
+ * dlogits[N,V] = (softmax - onehot) * grad_scale for counted rows, 0 for
+ * ignored rows (may alias logits). */
+void lp_cross_entropy(float *losses, void *dlogits, const void *logits,
+		const int32_t *targets, int N, int V, float grad_scale);
+
+/* ---- f32 parameter updates (master weights) ---- */
+
+/* out[0] (f32, device) = sum of x[i]^2 over n elements of an f32 buffer,
+ * added to what out[0] held. */
+void lp_sumsq_f32(float *out, const float *x, size_t n);
+void lp_scale_f32(float *x, float s, size_t n);
+/* AdamW (decoupled weight decay, bias-corrected, as torch.optim.AdamW):
+ * step t >= 1. */
+void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
+		float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+
+#endif
