@@ -67,14 +67,21 @@ $(O)/%.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCCFLAGS) -Ilibcommon -Ikernels -c -o $@ $<
 
-$(O)/libcommon.a: $(LIB_OBJ) $(KERNEL_OBJ)
+$(O)/libcommon.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/libkernels.a: $(KERNEL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 # Tools link with the C++ driver because the tokenizer wrapper is C++.
+# Those that compute link the kernels too.
+KERNEL_TOOLS := gen lora-train lora-merge
+$(foreach t,$(KERNEL_TOOLS),$(eval $(BIN)/$(t): $(O)/libkernels.a))
 $(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %libkernels.a,$^) $(O)/libcommon.a $(LDLIBS)
 
 # C unit tests: one binary per t/unit/*.c, run by t/t0000-unit.t.
 $(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a

@@ -48,6 +48,8 @@ void lp_init(const char *argv0)
 }
 
 static void vmsg(const char *where, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void vmsg(const char *where, const char *fmt, va_list ap)
 {
 	char buf[4096];
 	int n = snprintf(buf, sizeof buf, "%s: ", lp_prog);
