@@ -49,9 +49,9 @@ void lp_jsonl_bad(lp_jsonl *j, const char *fmt, ...)
 static void start(lp_jsonl *j)
 {
 	j->started = 1;
-	for (;;) {
+	for (size_t want = 4096;; want *= 2) {
 		size_t got;
-		const char *p = lp_reader_peek(j->r, 4096, &got);
+		const char *p = lp_reader_peek(j->r, want, &got);
 		size_t i = 0;
 		while (i < got && strchr(" \t\r\n", p[i]))
 			i++;
@@ -60,11 +60,10 @@ static void start(lp_jsonl *j)
 				return;
 			break;
 		}
-		if (got < 4096)
+		if (got < want)
 			return; /* empty or all blank */
-		/* a long run of blanks: consume it and look again */
-		char tmp[4096];
-		lp_reader_read(j->r, tmp, got);
+		/* a long run of blanks: look further, without consuming it
+		 * (consumed bytes would escape the JSONL line count) */
 	}
 	/* read the rest and parse as one value */
 	size_t cap = 1 << 16, n = 0;
@@ -136,9 +135,11 @@ void lp_jsonl_print(FILE *f, jv v)
 
 int lp_jv_string(jv obj, const char *key, const char **out)
 {
+	*out = NULL;
+	if (jv_get_kind(obj) != JV_KIND_OBJECT)
+		return -1;
 	jv v = jv_object_get(jv_copy(obj), jv_string(key));
 	jv_kind k = jv_get_kind(v);
-	*out = NULL;
 	if (k == JV_KIND_STRING)
 		*out = jv_string_value(v);
 	jv_free(v); /* obj still holds a reference */

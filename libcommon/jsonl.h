@@ -36,7 +36,8 @@ void lp_jsonl_bad(lp_jsonl *j, const char *fmt, ...) __attribute__((format(print
 void lp_jsonl_print(FILE *f, jv v);
 
 /* The string value of obj[key]: 1 and *out set if it is a string, 0 if the
- * key is missing or null, -1 if it is something else. *out lives as long
+ * key is missing or null, -1 if it is something else (or obj is not an
+ * object). *out lives as long
  * as obj is not modified. */
 int lp_jv_string(jv obj, const char *key, const char **out);
 
