@@ -81,12 +81,15 @@ KERNEL_TOOLS := gen lora-train lora-merge
 $(foreach t,$(KERNEL_TOOLS),$(eval $(BIN)/$(t): $(O)/libkernels.a))
 $(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %libkernels.a,$^) $(O)/libcommon.a $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
 
-# C unit tests: one binary per t/unit/*.c, run by t/t0000-unit.t.
+# C unit tests: one binary per t/unit/*.c, run by the t/*.t that names it.
+# Those that compute link the kernels too.
+KERNEL_UNITS := kernels_cpu
+$(foreach u,$(KERNEL_UNITS),$(eval $(O)/t/$(u): $(O)/libkernels.a))
 $(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
 
 # Fuzz targets built with a plain driver that replays files (used by the
 # test suite on the seed corpora); `make fuzz` builds them for libFuzzer.

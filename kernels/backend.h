@@ -44,7 +44,8 @@ typedef struct {
 	void (*cross_entropy)(float *losses, void *dlogits, const void *logits, const int32_t *targets, int N, int V, float grad_scale);
 	void (*sumsq_f32)(float *out, const float *x, size_t n);
 	void (*scale_f32)(float *x, float s, size_t n);
-	void (*adamw_f32)(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t);} lp_backend_ops;
+	void (*adamw_f32)(float *param, const float *grad, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int t);
+} lp_backend_ops;
 
 extern const lp_backend_ops lp_cpu_ops;
 /* NULL when the build has no CUDA (kernels/cuda/none.c) */

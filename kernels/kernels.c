@@ -237,7 +237,7 @@ void lp_scale_f32(float *x, float s, size_t n)
 	ops->scale_f32(x, s, n);
 }
 
-void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int t)
+void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int t)
 {
 	if (!ops->adamw_f32)
 		missing("adamw_f32");

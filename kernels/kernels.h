@@ -79,7 +79,8 @@ void lp_rmsnorm_backward(void *dinp, float *dw, const void *dout, const void *in
 void lp_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta);
 /* dinp[N,C] = beta * dinp + alpha * dout[N,OC] @ W, and (dW may be NULL)
- * dW (OC,C, f32) += alpha * dout^T @ inp. */
+ * dW (OC,C, f32) += alpha * dout^T @ inp. dinp may be NULL too (no input
+ * gradient wanted). */
 void lp_matmul_backward(void *dinp, float *dW, const void *dout, const void *inp,
 		lp_weight W, int N, int C, int OC, float alpha, float beta);
 
@@ -96,7 +97,9 @@ void lp_rope_backward(void *dx, const int32_t *pos, const float *inv_freq,
  * q[B,T,H,D], k,v[B,T,KVH,D] -> out[B,T,H,D]; lse[B,H,T] (f32) saved for
  * backward (log-sum-exp of each softmax row). Row t of batch b attends to
  * positions s <= t with mask[b,s] != 0 (mask NULL: all; used for right
- * padding). scale = 1/sqrt(D) unless given. */
+ * padding). scale = 1/sqrt(D) unless given (scale <= 0 selects 1/sqrt(D)).
+ * A row with no position to attend to gets out = 0, lse = -INFINITY and
+ * contributes no gradient. */
 void lp_attention_forward(void *out, float *lse, const void *q, const void *k,
 		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
 		float scale);
@@ -128,7 +131,11 @@ void lp_scale_inplace(void *x, float s, size_t n);
 
 /* Dropout: out = inp * mask / (1 - p), mask from a counter-based RNG keyed
  * by (seed, offset of element) so forward and backward agree and results do
- * not depend on the backend's thread layout. p == 0 copies. */
+ * not depend on the backend's thread layout. p == 0 copies. Every backend
+ * draws the same mask: element i is kept iff (z >> 32) >= (uint64_t)(p * 2^32)
+ * where z is splitmix64's output for state seed + (i + 1) * 0x9e3779b97f4a7c15
+ * (z ^= z >> 30, z *= 0xbf58476d1ce4e5b9, z ^= z >> 27, z *= 0x94d049bb133111eb,
+ * z ^= z >> 31); kept elements are multiplied by 1.0f / (1.0f - p). */
 void lp_dropout_forward(void *out, const void *inp, float p, uint64_t seed, size_t n);
 void lp_dropout_backward(void *dinp, const void *dout, float p, uint64_t seed, size_t n);
 
@@ -146,8 +153,10 @@ void lp_cross_entropy(float *losses, void *dlogits, const void *logits,
 void lp_sumsq_f32(float *out, const float *x, size_t n);
 void lp_scale_f32(float *x, float s, size_t n);
 /* AdamW (decoupled weight decay, bias-corrected, as torch.optim.AdamW):
- * step t >= 1. */
+ * step t >= 1. The hyperparameters are double, as Python's floats are, so
+ * the scalars torch derives from them (1 - lr*wd, bias corrections, step
+ * size) can be formed the same way before rounding to f32. */
 void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
-		float lr, float beta1, float beta2, float eps, float weight_decay, int t);
+		double lr, double beta1, double beta2, double eps, double weight_decay, int t);
 
 #endif
