@@ -11,17 +11,19 @@
 struct lp_template {
 	char *name;
 	char *text;     /* with placeholders */
+	char *turn;     /* a later turn of a conversation, or NULL */
 	char *system;
 };
 
 static const struct {
-	const char *name, *text;
+	const char *name, *text, *turn;
 } builtin[] = {
 	{"alpaca", "Below is an instruction that describes a task. "
 		"Write a response that appropriately completes the request.\n\n"
-		"### Instruction:\n{instruction}\n\n### Response: "},
-	{"llama2-chat", "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{instruction} [/INST]"},
-	{"raw", "{instruction}"},
+		"### Instruction:\n{instruction}\n\n### Response: ", NULL},
+	{"llama2-chat", "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{instruction} [/INST]",
+		"[INST] {instruction} [/INST]"},
+	{"raw", "{instruction}", NULL},
 };
 
 /* The file's text less one final newline; NULL with err set. */
@@ -76,15 +78,18 @@ static char *read_template_file(const char *path, char *err, size_t errlen)
 
 lp_template *lp_template_load(const char *name, const char *system, char *err, size_t errlen)
 {
-	char *text = NULL;
+	char *text = NULL, *turn = NULL;
 	for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
-		if (!strcmp(name, builtin[i].name))
+		if (!strcmp(name, builtin[i].name)) {
 			text = lp_strdup(builtin[i].text);
+			turn = builtin[i].turn ? lp_strdup(builtin[i].turn) : NULL;
+		}
 	if (!text && !(text = read_template_file(name, err, errlen)))
 		return NULL;
 	lp_template *t = lp_calloc(1, sizeof *t);
 	t->name = lp_strdup(name);
 	t->text = text;
+	t->turn = turn;
 	t->system = lp_strdup(system ? system : LP_TEMPLATE_SYSTEM_DEFAULT);
 	return t;
 }
@@ -95,6 +100,7 @@ void lp_template_free(lp_template *t)
 		return;
 	free(t->name);
 	free(t->text);
+	free(t->turn);
 	free(t->system);
 	free(t);
 }
@@ -110,12 +116,11 @@ static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n
 	(*buf)[*len] = 0;
 }
 
-char *lp_template_render(const lp_template *t, const char *instruction)
+static char *render(const lp_template *t, const char *p, const char *instruction)
 {
 	static const char ki[] = "{instruction}", ks[] = "{system}";
 	char *out = NULL;
 	size_t len = 0, cap = 0;
-	const char *p = t->text;
 	append(&out, &len, &cap, "", 0);
 	while (*p) {
 		const char *brace = strchr(p, '{');
@@ -136,6 +141,18 @@ char *lp_template_render(const lp_template *t, const char *instruction)
 		}
 	}
 	return out;
+}
+
+char *lp_template_render(const lp_template *t, const char *instruction)
+{
+	return render(t, t->text, instruction);
+}
+
+int lp_template_has_turns(const lp_template *t) { return t->turn != NULL; }
+
+char *lp_template_render_turn(const lp_template *t, const char *instruction)
+{
+	return render(t, t->turn ? t->turn : t->text, instruction);
 }
 
 char *lp_instruction_join(const char *instruction, const char *input)

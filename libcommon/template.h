@@ -6,7 +6,8 @@
  *
  *   alpaca       the Stanford Alpaca / Chinese-LLaMA-Alpaca prompt, ending
  *                in "### Response: " (with the trailing space)
- *   llama2-chat  "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{instruction} [/INST]"
+ *   llama2-chat  "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{instruction} [/INST]",
+ *                later turns "[INST] {instruction} [/INST]"
  *   raw          "{instruction}"
  *
  * Any other name is read as a template file: its whole text, less one final
@@ -33,6 +34,13 @@ const char *lp_template_name(const lp_template *t);
 
 /* The prompt for one instruction: a malloc'ed string. */
 char *lp_template_render(const lp_template *t, const char *instruction);
+
+/* Conversations: a template with turns (llama2-chat) renders the second
+ * and later user turns without the system part, "[INST] {instruction}
+ * [/INST]"; gen puts each earlier turn's answer and EOS between them. For
+ * a template without turns, render_turn is render. */
+int lp_template_has_turns(const lp_template *t);
+char *lp_template_render_turn(const lp_template *t, const char *instruction);
 
 /* The Alpaca rule for the instruction text: instruction, then "\n" and
  * input when input is non-empty. input may be NULL. A malloc'ed string. */
