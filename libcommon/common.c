@@ -307,6 +307,23 @@ void lp_atomic_abort(lp_atomic *a)
 	unlink_pending(a);
 }
 
+long lp_find_sorted(const size_t *idx, size_t n, const char *name,
+		const char *(*name_at)(const void *ctx, size_t item), const void *ctx)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, name_at(ctx, idx[mid]));
+		if (!c)
+			return (long)idx[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
 /* ---- PRNG ---- */
 
 static uint64_t splitmix64(uint64_t *x)

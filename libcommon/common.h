@@ -67,6 +67,12 @@ FILE *lp_atomic_file(lp_atomic *a);
 void lp_atomic_commit(lp_atomic *a);
 void lp_atomic_abort(lp_atomic *a);
 
+/* Binary search for name among n items kept sorted by name through an
+ * index: name_at(ctx, idx[k]) is the name of the k-th item in order.
+ * Returns the item's number idx[k], or -1 when no item has that name. */
+long lp_find_sorted(const size_t *idx, size_t n, const char *name,
+		const char *(*name_at)(const void *ctx, size_t item), const void *ctx);
+
 /* Deterministic PRNG (splitmix64 seeded xoshiro256**). */
 typedef struct { uint64_t s[4]; } lp_rng;
 void lp_rng_seed(lp_rng *r, uint64_t seed);

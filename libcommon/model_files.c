@@ -192,21 +192,15 @@ static int index_names(lp_model_files *m, char *err, size_t errlen)
 	return 0;
 }
 
+static const char *tensor_name(const void *ctx, size_t i)
+{
+	return ((const lp_mf_tensor *)ctx)[i].name;
+}
+
 const lp_mf_tensor *lp_mf_find(const lp_model_files *m, const char *name)
 {
-	size_t lo = 0, hi = m->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const lp_mf_tensor *t = &m->t[m->by_name[mid]];
-		int c = strcmp(name, t->name);
-		if (!c)
-			return t;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	long i = lp_find_sorted(m->by_name, m->n, name, tensor_name, m->t);
+	return i < 0 ? NULL : &m->t[i];
 }
 
 const lp_mf_tensor *lp_mf_get(const lp_model_files *m, const char *name)

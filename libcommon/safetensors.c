@@ -430,21 +430,15 @@ void lp_st_close(lp_st_file *f)
 	free(f);
 }
 
+static const char *tensor_name(const void *ctx, size_t i)
+{
+	return ((const lp_st_tensor *)ctx)[i].name;
+}
+
 const lp_st_tensor *lp_st_find(const lp_st_file *f, const char *name)
 {
-	size_t lo = 0, hi = f->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const lp_st_tensor *t = &f->tensors[f->by_name[mid]];
-		int c = strcmp(name, t->name);
-		if (!c)
-			return t;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	long i = lp_find_sorted(f->by_name, f->n, name, tensor_name, f->tensors);
+	return i < 0 ? NULL : &f->tensors[i];
 }
 
 const lp_st_tensor *lp_st_get(const lp_st_file *f, const char *name)

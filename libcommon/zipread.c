@@ -284,19 +284,13 @@ void lp_zip_free(lp_zip *z)
 	z->n = 0;
 }
 
+static const char *entry_name(const void *ctx, size_t i)
+{
+	return ((const lp_zip_entry *)ctx)[i].name;
+}
+
 const lp_zip_entry *lp_zip_find(const lp_zip *z, const char *name)
 {
-	size_t lo = 0, hi = z->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const lp_zip_entry *e = &z->e[z->by_name[mid]];
-		int c = strcmp(name, e->name);
-		if (!c)
-			return e;
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
+	long i = lp_find_sorted(z->by_name, z->n, name, entry_name, z->e);
+	return i < 0 ? NULL : &z->e[i];
 }
