@@ -420,8 +420,10 @@ static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 	free(path);
 	if (rc || classify(a, err, errlen))
 		return -1;
-	qsort(a->pairs, a->npairs, sizeof *a->pairs, by_module);
-	qsort(a->full, a->nfull, sizeof *a->full, by_base);
+	if (a->npairs) /* qsort wants a non-NULL base even for no items */
+		qsort(a->pairs, a->npairs, sizeof *a->pairs, by_module);
+	if (a->nfull)
+		qsort(a->full, a->nfull, sizeof *a->full, by_base);
 	for (size_t i = 0; i < a->npairs; i++)
 		if (check_pair(a, &a->pairs[i], err, errlen))
 			return -1;

@@ -84,16 +84,36 @@ static const char *finish_reason(const lp_generator *g, const stop_ctx *sc, cons
 		return "eos";
 	if (hits_stop_string(g, ids, n, 0))
 		return "stop";
+	if (n >= max_new)
+		return "length";
 	if (sc->interrupted)
 		return "interrupted";
-	if (sc->timed_out)
+	/* the search checks max_time itself, before calling stop_check; its
+	 * clock started after sc's, so its deadline has passed sc's too */
+	if (sc->timed_out || (sc->deadline > 0 && now() > sc->deadline))
 		return "time";
-	return n >= max_new ? "length" : "stop";
+	return "length";
+}
+
+/* The length of text[0..len) less an incomplete UTF-8 character at its end. */
+static size_t complete_utf8(const char *t, size_t len)
+{
+	size_t i = len;
+	while (i > 0 && len - i < 4 && ((unsigned char)t[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return len;
+	unsigned char c = t[i - 1];
+	size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	return len - (i - 1) < need ? i - 1 : len;
 }
 
 /* Stream row 0's new text: decode everything generated, print the part
- * not printed yet (a piece may end inside a UTF-8 character: wait). */
-static void stream_row0(const lp_generator *g, const lp_search *s, int prompt_len, size_t *shown)
+ * not printed yet. Until the last step, hold back an incomplete UTF-8
+ * character and trailing U+FFFD: sentencepiece decodes the first byte
+ * pieces of a character whose other bytes are still to come as U+FFFD. */
+static void stream_row0(const lp_generator *g, const lp_search *s, int prompt_len, size_t *shown,
+		int final)
 {
 	int n;
 	const int32_t *row = lp_search_row(s, 0, &n);
@@ -103,17 +123,10 @@ static void stream_row0(const lp_generator *g, const lp_search *s, int prompt_le
 	size_t len;
 	char *text = decode(g, row + prompt_len, k, &len);
 	size_t end = len;
-	while (end > *shown && (text[end - 1] & 0xc0) == 0x80)
-		end--; /* back to a character start; then drop an incomplete lead */
-	if (end > *shown && (unsigned char)text[end - 1] >= 0xc0) {
-		unsigned char c = text[end - 1];
-		size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-		if (len - (end - 1) >= need)
-			end = len;
-		else
-			end--;
-	} else if (end == len || (text[len - 1] & 0x80) == 0) {
-		end = len;
+	if (!final) {
+		end = complete_utf8(text, len);
+		while (end >= *shown + 3 && !memcmp(text + end - 3, "\xef\xbf\xbd", 3))
+			end -= 3;
 	}
 	if (end > *shown) {
 		char save = text[end];
@@ -130,6 +143,7 @@ int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_outp
 {
 	const lp_llama *m = g->model;
 	lp_llama_state *st = g->state;
+	double start = now();
 	lp_search *s = lp_search_new(g->cfg, prompt, n, m->V, (int)m->cfg.max_pos, err, errlen);
 	if (!s)
 		return -1;
@@ -140,7 +154,7 @@ int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_outp
 		lp_search_free(s);
 		return -1;
 	}
-	stop_ctx sc = {g, n, g->cfg->max_time > 0 ? now() + g->cfg->max_time : 0, 0, 0};
+	stop_ctx sc = {g, n, g->cfg->max_time > 0 ? start + g->cfg->max_time : 0, 0, 0};
 	lp_search_set_stop(s, stop_check, &sc);
 
 	size_t V = m->V;
@@ -166,7 +180,7 @@ int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_outp
 			break;
 		}
 		if (g->stream && rows == 1)
-			stream_row0(g, s, n, &shown);
+			stream_row0(g, s, n, &shown, done || lp_search_done(s));
 		if (done || lp_search_done(s))
 			break;
 		int moved = 0;
@@ -188,8 +202,7 @@ int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_outp
 			o->ids = lp_malloc((keep + 1) * sizeof *o->ids);
 			memcpy(o->ids, ids, keep * sizeof *ids);
 			o->n = keep;
-			size_t len;
-			o->text = decode(g, o->ids, keep, &len);
+			o->text = decode(g, o->ids, keep, &o->text_len);
 			o->finish = finish_reason(g, &sc, ids, keep, eos, max_len - n);
 		}
 	}

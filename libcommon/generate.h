@@ -17,7 +17,8 @@
 typedef struct {
 	int32_t *ids;           /* generated tokens, without the final eos */
 	int n;
-	char *text;             /* decoded */
+	char *text;             /* decoded, NUL-terminated */
+	size_t text_len;        /* bytes of text: a <0x00> byte piece puts a NUL inside */
 	const char *finish;     /* "eos", "length", "stop", "time", "interrupted" */
 	float score;            /* beam score; 0 for greedy and sampling */
 } lp_gen_output;

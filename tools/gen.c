@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -35,6 +36,7 @@ static const char usage[] =
 	"      --score              score each record's output under teacher forcing\n"
 	"      --keep-input         copy each input record into the output as \"input\"\n"
 	"      --ids                add the generated token ids to the output\n"
+	"      --skip-bad           skip bad records, counting them, instead of failing\n"
 	"      --no-generation-config  ignore DIR/generation_config.json\n"
 	"      --device cpu|cuda    compute backend (default cpu)\n"
 	"      --dtype f32|bf16     activation type on cuda (default bf16)\n"
@@ -43,23 +45,23 @@ static const char usage[] =
 	"\n"
 	"Generation controls, with Hugging Face's names and defaults:\n"
 	"  --max-new-tokens N --min-new-tokens N --max-length N --min-length N\n"
-	"  --do-sample --temperature T --top-k K --top-p P --min-p P --typical-p P\n"
+	"  --do-sample[=false] --temperature T --top-k K --top-p P --min-p P --typical-p P\n"
 	"  --epsilon-cutoff E --eta-cutoff E --repetition-penalty X\n"
 	"  --no-repeat-ngram-size N --bad-words-ids W --suppress-tokens IDS\n"
 	"  --begin-suppress-tokens IDS --num-beams N --num-beam-groups G\n"
 	"  --diversity-penalty X --length-penalty X --early-stopping true|false|never\n"
 	"  --num-return-sequences K --stop-strings S --max-time SEC --seed N\n"
-	"  --eos-token-id IDS --pad-token-id N --renormalize-logits\n"
+	"  --eos-token-id IDS --pad-token-id N --renormalize-logits --min-tokens-to-keep N\n"
 	"See gen(1).\n";
 
-enum { OPT_SYSTEM = 256, OPT_WITH_PROMPT, OPT_SCORE, OPT_KEEP, OPT_IDS, OPT_NO_GENCFG, OPT_DEVICE,
-	OPT_DTYPE, OPT_CONTROL };
+enum { OPT_SYSTEM = 256, OPT_WITH_PROMPT, OPT_SCORE, OPT_KEEP, OPT_IDS, OPT_SKIP_BAD,
+	OPT_NO_GENCFG, OPT_DEVICE, OPT_DTYPE, OPT_CONTROL };
 
 static struct {
 	const char *model_dir, *tokenizer, *template_name, *system;
 	const char **adapters;
 	int n_adapters;
-	int with_prompt, interactive, score, keep_input, no_gencfg, output_ids, quiet;
+	int with_prompt, interactive, score, keep_input, no_gencfg, output_ids, skip_bad, quiet;
 	int device, act_dtype;
 } opt = {.template_name = "alpaca", .act_dtype = LP_BF16};
 
@@ -88,6 +90,7 @@ static struct option *build_options(void)
 		{"score", no_argument, 0, OPT_SCORE},
 		{"keep-input", no_argument, 0, OPT_KEEP},
 		{"ids", no_argument, 0, OPT_IDS},
+		{"skip-bad", no_argument, 0, OPT_SKIP_BAD},
 		{"no-generation-config", no_argument, 0, OPT_NO_GENCFG},
 		{"device", required_argument, 0, OPT_DEVICE},
 		{"dtype", required_argument, 0, OPT_DTYPE},
@@ -106,7 +109,8 @@ static struct option *build_options(void)
 			if (*p == '_')
 				*p = '-';
 		int flag = !strcmp(name, "do_sample") || !strcmp(name, "renormalize_logits");
-		o[n_own + i] = (struct option){dashed, flag ? no_argument : required_argument, 0,
+		/* --do-sample, or --do-sample=false against generation_config.json */
+		o[n_own + i] = (struct option){dashed, flag ? optional_argument : required_argument, 0,
 			OPT_CONTROL + (int)i};
 	}
 	return o;
@@ -120,13 +124,14 @@ static void set_control(const char *name, const char *value)
 }
 
 /* Keys of generation_config.json that are controls; the flags come after
- * and win, as arguments to generate() win over the model's config. */
-static void apply_generation_config(const char *dir)
+ * and win, as arguments to generate() win over the model's config.
+ * Whether the file was there. */
+static int apply_generation_config(const char *dir)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/generation_config.json", dir);
 	if (access(path, R_OK) != 0)
-		return;
+		return 0;
 	size_t n;
 	char *text = lp_read_file(path, &n), err[512];
 	jv obj = jv_parse_sized(text, n);
@@ -146,6 +151,7 @@ static void apply_generation_config(const char *dir)
 		jv_free(v);
 	}
 	jv_free(obj);
+	return 1;
 }
 
 static void parse_args(int argc, char **argv)
@@ -168,6 +174,7 @@ static void parse_args(int argc, char **argv)
 		case OPT_SCORE: opt.score = 1; break;
 		case OPT_KEEP: opt.keep_input = 1; break;
 		case OPT_IDS: opt.output_ids = 1; break;
+		case OPT_SKIP_BAD: opt.skip_bad = 1; break;
 		case OPT_NO_GENCFG: opt.no_gencfg = 1; break;
 		case OPT_DEVICE:
 			if (!strcmp(optarg, "cpu"))
@@ -210,13 +217,18 @@ static void load(void)
 		opt.model_dir = getenv("LLAMAPIPE_MODEL");
 	if (!opt.model_dir || !*opt.model_dir)
 		lp_usage_error("no model: give -M DIR or set LLAMAPIPE_MODEL");
+	struct stat sb;
+	if (stat(opt.model_dir, &sb) != 0)
+		lp_die(opt.model_dir, "model directory: %s", strerror(errno));
+	if (!S_ISDIR(sb.st_mode))
+		lp_die(opt.model_dir, "not a directory (-M names a model directory)");
 	if (lp_kernels_init(opt.device, opt.device == LP_DEVICE_CPU ? LP_F32 : opt.act_dtype,
 				err, sizeof err) != 0)
-		lp_die("--device", "%s", err);
+		lp_die(opt.device == LP_DEVICE_CPU ? "--device cpu" : "--device cuda", "%s", err);
 	char *tpath = lp_spm_default_path(opt.tokenizer, opt.model_dir);
 	tok = lp_spm_load(tpath, err, sizeof err);
 	if (!tok)
-		lp_die(tpath, "%s", err);
+		lp_die(NULL, "%s", err); /* err names the file */
 	tmpl = lp_template_load(opt.template_name, opt.system, err, sizeof err);
 	if (!tmpl)
 		lp_usage_error("--template: %s", err);
@@ -244,12 +256,16 @@ static void load(void)
 		snprintf(eos, sizeof eos, "%d", lp_spm_eos_id(tok));
 	if (*eos)
 		set_control("eos_token_id", eos);
-	if (!opt.no_gencfg)
-		apply_generation_config(opt.model_dir);
+	char file_err[512] = "";
+	if (!opt.no_gencfg && apply_generation_config(opt.model_dir))
+		lp_gen_config_check(&cfg, file_err, sizeof file_err);
 	for (int i = 0; i < n_ctl; i++)
 		set_control(ctl[i].name, ctl[i].value);
-	if (lp_gen_config_check(&cfg, err, sizeof err) != 0)
+	if (lp_gen_config_check(&cfg, err, sizeof err) != 0) {
+		if (!strcmp(err, file_err)) /* the flags did not cause it, nor cure it */
+			lp_die(NULL, "%s/generation_config.json: %s", opt.model_dir, err);
 		lp_usage_error("%s", err);
+	}
 	if (!opt.quiet)
 		lp_info("%s: %d layers, hidden %d, vocabulary %d, %d adapter(s), on %s",
 				opt.model_dir, model.L, model.C, model.V, opt.n_adapters,
@@ -319,7 +335,13 @@ static int record_ids(lp_jsonl *j, jv rec, int32_t **ids, size_t *n, size_t *cap
 {
 	jv arr = jv_get_kind(rec) == JV_KIND_OBJECT ?
 		jv_object_get(jv_copy(rec), jv_string("input_ids")) : jv_invalid();
-	if (jv_get_kind(arr) == JV_KIND_ARRAY) {
+	jv_kind kind = jv_get_kind(arr);
+	if (kind != JV_KIND_ARRAY && kind != JV_KIND_INVALID && kind != JV_KIND_NULL) {
+		jv_free(arr);
+		lp_jsonl_bad(j, "input_ids is not an array of token ids");
+		return -1;
+	}
+	if (kind == JV_KIND_ARRAY) {
 		int len = jv_array_length(jv_copy(arr));
 		lp_grow((void **)ids, cap, *n + len + 1, sizeof **ids);
 		for (int i = 0; i < len; i++) {
@@ -358,7 +380,7 @@ static jv ids_array(const int32_t *ids, int n)
 static jv output_object(const lp_gen_output *o, int beams)
 {
 	jv r = jv_object();
-	r = jv_object_set(r, jv_string("text"), jv_string(o->text));
+	r = jv_object_set(r, jv_string("text"), jv_string_sized(o->text, (int)o->text_len));
 	r = jv_object_set(r, jv_string("tokens"), jv_number(o->n));
 	r = jv_object_set(r, jv_string("finish_reason"), jv_string(o->finish));
 	if (beams)
@@ -368,7 +390,7 @@ static jv output_object(const lp_gen_output *o, int beams)
 	return r;
 }
 
-static uint64_t n_records, n_tokens;
+static uint64_t n_records, n_tokens, n_bad;
 
 static void generate_record(lp_jsonl *j, jv rec)
 {
@@ -458,7 +480,7 @@ static void chat(void)
 	sigaction(SIGINT, &sa, NULL);
 	int multi_turn = lp_template_has_turns(tmpl);
 	int32_t *history = NULL, *ids = NULL;
-	size_t nh = 0, caph = 0;
+	size_t nh = 0, caph = 0, idcap = 0;
 	char *line = NULL;
 	size_t linecap = 0;
 	fprintf(stderr, "%s: Ctrl-C stops an answer, Ctrl-D ends%s\n", lp_prog,
@@ -485,12 +507,12 @@ static void chat(void)
 			continue;
 		}
 		/* the conversation so far, then this turn's prompt */
-		size_t n = 0, cap = 0;
-		lp_grow((void **)&ids, &cap, nh + 1, sizeof *ids);
-		memcpy(ids, history, nh * sizeof *ids);
-		n = nh;
+		size_t n = nh;
+		lp_grow((void **)&ids, &idcap, nh + 1, sizeof *ids);
+		if (nh)
+			memcpy(ids, history, nh * sizeof *ids);
 		char *text = nh ? lp_template_render_turn(tmpl, line) : lp_template_render(tmpl, line);
-		encode(text, 1, &ids, &n, &cap);
+		encode(text, 1, &ids, &n, &idcap);
 		free(text);
 		int rows, max_len;
 		lp_generate_needs(&cfg, (int)n, (int)model.cfg.max_pos, &rows, &max_len);
@@ -506,9 +528,11 @@ static void chat(void)
 			continue;
 		}
 		if (rows > 1)
-			fputs(out[0].text, stdout);
+			fwrite(out[0].text, 1, out[0].text_len, stdout);
 		fputs("\n", stdout);
 		fflush(stdout);
+		if (strcmp(out[0].finish, "eos")) /* say why an answer ended early */
+			fprintf(stderr, "(%s)\n", out[0].finish);
 		if (multi_turn) { /* keep prompt + answer + eos for the next turn */
 			size_t add = n + out[0].n + 1;
 			lp_grow((void **)&history, &caph, add, sizeof *history);
@@ -538,7 +562,7 @@ int main(int argc, char **argv)
 		for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
 			lp_reader *r = lp_reader_open(nfiles ? argv[optind + f] : NULL);
 			lp_jsonl j;
-			lp_jsonl_init(&j, r, 0);
+			lp_jsonl_init(&j, r, opt.skip_bad);
 			jv rec;
 			while (lp_jsonl_next(&j, &rec)) {
 				if (opt.score)
@@ -547,12 +571,14 @@ int main(int argc, char **argv)
 					generate_record(&j, rec);
 				jv_free(rec);
 			}
+			n_bad += j.nbad;
 			lp_jsonl_done(&j);
 			lp_reader_close(r);
 		}
 		if (!opt.quiet)
-			lp_info("%llu records, %llu tokens %s", (unsigned long long)n_records,
-					(unsigned long long)n_tokens, opt.score ? "scored" : "generated");
+			lp_info("%llu records, %llu tokens %s; %llu bad records skipped",
+					(unsigned long long)n_records, (unsigned long long)n_tokens,
+					opt.score ? "scored" : "generated", (unsigned long long)n_bad);
 	}
 	if (state_rows)
 		lp_llama_state_free(&state);

@@ -1,0 +1,102 @@
+#!/bin/sh
+# gen-cpu.sh: gen against transformers' generate() on the CPU, the same
+# random LLaMA (f32 and bf16 files), the same prompt, the same threads.
+# Prints prefill and decode tokens per second of each and their ratio.
+#
+#   sh pipelines/bench/gen-cpu.sh
+#   HIDDEN=1024 LAYERS=4 THREADS=8 PROMPT=512 NEW=64 sh pipelines/bench/gen-cpu.sh
+#
+# Defaults: hidden 512, 8 layers, 8 heads (4 kv), intermediate 1376,
+# vocabulary 32000, a prompt of 256 random ids, 128 new tokens, greedy
+# (min_new_tokens = max_new_tokens so that an eos cannot end it early),
+# THREADS = the cores, best of REPEAT=3 runs. Needs $PYTHON (else
+# build/venv/bin/python, else python3) with torch and transformers,
+# spm_train (gen wants a tokenizer, though the prompt is token ids), and gen
+# (LP_BIN: bin/ by default).
+#
+# How it is timed. gen: whole runs of the program on {"input_ids"} with
+# --ids, wall clock: LOAD = a 1-token prompt and 1 new token; FIRST = the
+# prompt and 1 new token; ALL = the prompt and NEW new tokens. prefill
+# tokens/s = PROMPT / (FIRST - LOAD), decode tokens/s = (NEW - 1) / (ALL -
+# FIRST). transformers: generate() inside one process after a warm-up
+# (gen_ref_bench.py), prefill = PROMPT / FIRST, decode = (NEW - 1) / (ALL -
+# FIRST). gen computes in f32 on the CPU whatever the stored type;
+# transformers computes in the stored type (from_pretrained's default) and,
+# for the bf16 model, also upcast to f32. Not run by make check.
+set -eu
+cd "$(dirname "$0")/../.."
+LP_BIN=${LP_BIN:-$PWD/bin}
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x build/venv/bin/python ]; then PY=build/venv/bin/python
+else PY=python3; fi
+HIDDEN=${HIDDEN:-512} LAYERS=${LAYERS:-8} HEADS=${HEADS:-8} KV=${KV:-4} INTER=${INTER:-1376}
+VOCAB=${VOCAB:-32000} PROMPT=${PROMPT:-256} NEW=${NEW:-128} REPEAT=${REPEAT:-3}
+THREADS=${THREADS:-$(nproc)}
+# Passive OpenMP waiting for both (torch uses libgomp too): on a machine
+# shared with other work, spinning threads wait for descheduled ones.
+export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
+work=$(mktemp -d "${TMPDIR:-/tmp}/gen-cpu.XXXXXX")
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$work"' EXIT INT TERM
+
+"$PY" -c 'import torch, transformers' 2>/dev/null ||
+	{ echo "gen-cpu.sh: $PY lacks torch or transformers (set PYTHON)" >&2; exit 1; }
+[ -x "$LP_BIN/gen" ] || { echo "gen-cpu.sh: no $LP_BIN/gen (build it, or set LP_BIN)" >&2; exit 1; }
+
+"$PY" pipelines/bench/gen_ref_bench.py make "$work/m" --hidden "$HIDDEN" --layers "$LAYERS" \
+	--heads "$HEADS" --kv "$KV" --inter "$INTER" --vocab "$VOCAB" \
+	--max-pos $((PROMPT + NEW + 16)) >/dev/null 2>&1
+seq 1 5000 | awk '{ print "the number " $1 " is " ($1 % 2 ? "odd" : "even") " and " ($1 % 3 ? "not " : "") "a multiple of three" }' >"$work/corpus.txt"
+spm_train --input="$work/corpus.txt" --model_prefix="$work/tok" --vocab_size=200 \
+	--model_type=bpe --minloglevel=2 >/dev/null 2>&1
+awk -v n="$PROMPT" -v v="$VOCAB" 'BEGIN { srand(1); printf "1"
+	for (i = 1; i < n; i++) printf " %d", 3 + int(rand() * (v - 3)); print "" }' >"$work/ids"
+sed 's/ /,/g; s/.*/{"input_ids":[&]}/' "$work/ids" >"$work/prompt.jsonl"
+echo '{"input_ids":[1]}' >"$work/one.jsonl"
+
+now() { date +%s.%N; }
+# best_gen MODEL INPUT NEW: the shortest wall time of REPEAT runs of gen
+best_gen() {
+	best=
+	for _ in $(seq "$REPEAT"); do
+		t0=$(now)
+		"$LP_BIN/gen" -q -M "$1" -m "$work/tok.model" --ids --max-new-tokens "$3" \
+			--min-new-tokens "$3" <"$2" >"$work/gen.out"
+		t1=$(now)
+		best=$(awk -v a="$t0" -v b="$t1" -v m="$best" \
+			'BEGIN { d = b - a; print (m == "" || d < m) ? d : m }')
+	done
+	grep -q "\"tokens\":$3," "$work/gen.out" ||
+		{ echo "gen-cpu.sh: gen did not generate $3 tokens" >&2; exit 1; }
+	echo "$best"
+}
+json() { "$PY" -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+printf "# model: hidden %s, %s layers, heads %s/%s, intermediate %s, vocab %s\n" \
+	"$HIDDEN" "$LAYERS" "$HEADS" "$KV" "$INTER" "$VOCAB"
+printf "# prompt %s tokens, %s new tokens greedy; %s threads, OMP_WAIT_POLICY=%s; best of %s\n" \
+	"$PROMPT" "$NEW" "$THREADS" "$OMP_WAIT_POLICY" "$REPEAT"
+printf "%-6s %-26s %12s %12s %10s %10s\n" weights run "prefill t/s" "decode t/s" "load s" "same ids"
+for dt in f32 bf16; do
+	m=$work/m/$dt
+	load=$(best_gen "$m" "$work/one.jsonl" 1)
+	first=$(best_gen "$m" "$work/prompt.jsonl" 1)
+	all=$(best_gen "$m" "$work/prompt.jsonl" "$NEW")
+	sed 's/.*"ids":\[\([^]]*\)\].*/\1/; s/,/ /g' "$work/gen.out" >"$work/gen.ids"
+	g_pre=$(awk -v p="$PROMPT" -v a="$load" -v b="$first" 'BEGIN { printf "%.1f", p / (b - a) }')
+	g_dec=$(awk -v n="$NEW" -v a="$first" -v b="$all" 'BEGIN { printf "%.1f", (n - 1) / (b - a) }')
+	printf "%-6s %-26s %12s %12s %10.2f %10s\n" "$dt" "gen" "$g_pre" "$g_dec" "$load" "-"
+	modes=auto
+	[ "$dt" = bf16 ] && modes="auto f32"
+	for mode in $modes; do
+		r=$("$PY" pipelines/bench/gen_ref_bench.py run "$m" "$work/ids" --threads "$THREADS" \
+			--new "$NEW" --dtype "$mode" --repeat "$REPEAT" --ids-out "$work/hf.ids" 2>/dev/null)
+		h_pre=$(json "$r" prefill_tok_s) h_dec=$(json "$r" decode_tok_s)
+		same=$(awk 'NR == FNR { split($0, a); next }
+			{ n = split($0, b); k = 0; while (k < n && a[k + 1] == b[k + 1]) k++; print k "/" n }' \
+			"$work/gen.ids" "$work/hf.ids")
+		label="transformers $(json "$r" dtype)"
+		printf "%-6s %-26s %12.1f %12.1f %10s %10s\n" "$dt" "$label" "$h_pre" "$h_dec" "-" "$same"
+		awk -v gp="$g_pre" -v gd="$g_dec" -v hp="$h_pre" -v hd="$h_dec" -v d="$dt" -v l="$label" \
+			'BEGIN { printf "%-6s %-26s %11.2fx %11.2fx\n", d, "  ratio gen / transformers", gp / hp, gd / hd }'
+	done
+done
