@@ -36,6 +36,7 @@ struct lp_gguf_writer {
 	uint64_t *sizes;   /* bytes of each tensor */
 	size_t cap;
 	uint64_t next;     /* index of the next tensor to write */
+	uint64_t part;     /* bytes of it written by lp_gguf_write_tensor_part */
 };
 
 lp_gguf_writer *lp_gguf_new(void) { return lp_calloc(1, sizeof(lp_gguf_writer)); }
@@ -158,6 +159,22 @@ void lp_gguf_write_tensor(lp_gguf_writer *w, FILE *f, const char *fname, int idx
 	lp_fwrite(f, fname, data, w->sizes[idx]);
 	pad(f, fname, w->sizes[idx]);
 	w->next++;
+}
+
+void lp_gguf_write_tensor_part(lp_gguf_writer *w, FILE *f, const char *fname, int idx,
+		const void *data, size_t n)
+{
+	if ((uint64_t)idx != w->next || w->next >= w->n_tensors)
+		lp_die(fname, "gguf: tensor %d written out of order", idx);
+	if (n > w->sizes[idx] - w->part)
+		lp_die(fname, "gguf: tensor %d: more bytes than declared", idx);
+	lp_fwrite(f, fname, data, n);
+	w->part += n;
+	if (w->part == w->sizes[idx]) {
+		pad(f, fname, w->sizes[idx]);
+		w->part = 0;
+		w->next++;
+	}
 }
 
 void lp_quantize_q8_0(const float *x, size_t n, void *out)

@@ -45,6 +45,11 @@ void lp_gguf_write_header(lp_gguf_writer *w, FILE *f, const char *fname);
 void lp_gguf_write_tensor(lp_gguf_writer *w, FILE *f, const char *fname, int idx,
 		const void *data);
 
+/* The same in pieces of n bytes, in order; the tensor is done (and padded)
+ * when all its bytes are written. For tensors produced block by block. */
+void lp_gguf_write_tensor_part(lp_gguf_writer *w, FILE *f, const char *fname, int idx,
+		const void *data, size_t n);
+
 /* Q8_0 as ggml's reference quantizer: per 32 elements an f16 scale
  * d = max|x| / 127 and int8 round(x / d), half away from zero. */
 void lp_quantize_q8_0(const float *x, size_t n, void *out);
