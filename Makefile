@@ -135,8 +135,10 @@ $(O)/fuzz-%: $(O)/t/fuzz/%.o $(O)/libcommon.a
 deps:
 	sh pipelines/install-deps.sh
 
-demo: all
-	$(MAKE) -f pipelines/demo.mk
+demo:
+	sh pipelines/install-deps.sh --debian-only
+	$(MAKE) all
+	$(MAKE) -f pipelines/demo.mk BIN=$(BIN)
 
 clean:
 	rm -rf build $(BIN)

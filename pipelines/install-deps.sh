@@ -4,7 +4,7 @@
 #
 #   Debian packages  through apt-get (needs root; otherwise prints the command)
 #   Python packages  for the reference tests, into the venv build/venv
-#                    (pinned in t/requirements.txt)
+#                    (pinned in t/requirements.txt); not with --debian-only
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -31,6 +31,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Python reference stack in a venv of our own: never touches the system's.
+[ "${1:-}" = --debian-only ] && exit 0
 PY=${PYTHON3:-python3}
 VENV=build/venv
 stamp=$VENV/.requirements
