@@ -18,7 +18,7 @@ const char *const lp_module_names[LP_NMODULES] = {
 	"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
 };
 
-static const char *module_parent(int mod)
+const char *lp_module_parent(int mod)
 {
 	return mod <= LP_O ? "self_attn" : "mlp";
 }
@@ -152,7 +152,7 @@ void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *ada
 		l->ffn_norm = upload(m, base_tensor(mf, name), m->C, 0);
 		for (int j = 0; j < LP_NMODULES; j++) {
 			snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", i,
-					module_parent(j), lp_module_names[j]);
+					lp_module_parent(j), lp_module_names[j]);
 			l->w[j] = upload(m, base_tensor(mf, name), out[j], in[j]);
 		}
 	}

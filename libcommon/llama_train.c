@@ -17,11 +17,6 @@
 #include "common.h"
 #include "half.h"
 
-static const char *module_parent(int mod)
-{
-	return mod <= LP_O ? "self_attn" : "mlp";
-}
-
 /* ---- memory ---- */
 
 static void *own(lp_train_model *m, size_t bytes)
@@ -276,7 +271,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		add_param(m, &pcap, saved, 1, m->C, 0, 0);
 		for (int j = 0; j < LP_NMODULES; j++) {
 			snprintf(saved, sizeof saved, "model.layers.%d.%s.%s.weight", l,
-					module_parent(j), lp_module_names[j]);
+					lp_module_parent(j), lp_module_names[j]);
 			add_param(m, &pcap, saved, 2, out[j], in[j], 1);
 		}
 	}
@@ -287,10 +282,10 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 				continue;
 			lora_at[(m->nparams - first_lora) / 2] = l * LP_NMODULES + j;
 			snprintf(saved, sizeof saved, "base_model.model.model.layers.%d.%s.%s.lora_A.weight",
-					l, module_parent(j), lp_module_names[j]);
+					l, lp_module_parent(j), lp_module_names[j]);
 			add_param(m, &pcap, saved, 2, s->r, in[j], 1);
 			snprintf(saved, sizeof saved, "base_model.model.model.layers.%d.%s.%s.lora_B.weight",
-					l, module_parent(j), lp_module_names[j]);
+					l, lp_module_parent(j), lp_module_names[j]);
 			add_param(m, &pcap, saved, 2, out[j], s->r, 1);
 		}
 	int end_lora = m->nparams;
@@ -351,7 +346,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		}
 		for (int j = 0; j < LP_NMODULES; j++) {
 			snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
-					module_parent(j), lp_module_names[j]);
+					lp_module_parent(j), lp_module_names[j]);
 			if (lp) {
 				w = start_value(mf, s, name, out[j], in[j], init_std, &rng);
 				fill_param(m, &lp[2 + j], w);

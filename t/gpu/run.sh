@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh: build the CUDA backend and t/gpu/ops.c, check every forward op
-# against the CPU backend and time it. Meant for the lent GPU machine
+# against the CPU backend and time it. Meant for a machine with an NVIDIA GPU
 # (H100/H200); not part of `make check`.
 #
 #   sh t/gpu/run.sh [gpu-ops options]   build into build/gpu, run, write logs
