@@ -15,17 +15,6 @@
 
 #define PREFIX "base_model.model."
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* ---- adapter_config.json ---- */
 
 static jv get(jv obj, const char *key)
@@ -50,7 +39,7 @@ static int num(jv obj, const char *key, double *out, double def, char *err, size
 	if (k == JV_KIND_NUMBER)
 		*out = jv_number_value(v);
 	else if (k != JV_KIND_NULL && k != JV_KIND_INVALID)
-		rc = fail(err, errlen, "%s is not a number", key);
+		rc = lp_fail(err, errlen, "%s is not a number", key);
 	jv_free(v);
 	return rc;
 }
@@ -60,7 +49,7 @@ static int flag(jv obj, const char *key, int *out, char *err, size_t errlen)
 	int k = kind_of(obj, key);
 	*out = k == JV_KIND_TRUE;
 	if (k != JV_KIND_TRUE && k != JV_KIND_FALSE && k != JV_KIND_NULL)
-		return fail(err, errlen, "%s is not true or false", key);
+		return lp_fail(err, errlen, "%s is not true or false", key);
 	return 0;
 }
 
@@ -77,11 +66,11 @@ static int strings(jv obj, const char *key, char ***out, size_t *n, char *err, s
 			if (jv_get_kind(x) == JV_KIND_STRING)
 				(*out)[(*n)++] = lp_strdup(jv_string_value(x));
 			else
-				rc = fail(err, errlen, "%s: element %d is not a string", key, i);
+				rc = lp_fail(err, errlen, "%s: element %d is not a string", key, i);
 			jv_free(x);
 		}
 	} else if (jv_get_kind(v) != JV_KIND_NULL && jv_get_kind(v) != JV_KIND_INVALID) {
-		rc = fail(err, errlen, "%s is not a list of names", key);
+		rc = lp_fail(err, errlen, "%s is not a list of names", key);
 	}
 	jv_free(v);
 	return rc;
@@ -99,7 +88,7 @@ static int patterns(jv obj, const char *key, lp_lora_pattern **out, size_t *n, i
 		jv_object_foreach(v, k, x) {
 			double d = jv_get_kind(x) == JV_KIND_NUMBER ? jv_number_value(x) : NAN;
 			if (!rc && (!(d > 0) || (integer && d != floor(d)) || d > 1e9))
-				rc = fail(err, errlen, "%s: the value for '%s' is not a positive %s",
+				rc = lp_fail(err, errlen, "%s: the value for '%s' is not a positive %s",
 						key, jv_string_value(k), integer ? "integer" : "number");
 			(*out)[*n].key = lp_strdup(jv_string_value(k));
 			(*out)[(*n)++].value = d;
@@ -107,7 +96,7 @@ static int patterns(jv obj, const char *key, lp_lora_pattern **out, size_t *n, i
 			jv_free(x);
 		}
 	} else if (jv_get_kind(v) != JV_KIND_NULL && jv_get_kind(v) != JV_KIND_INVALID) {
-		rc = fail(err, errlen, "%s is not an object", key);
+		rc = lp_fail(err, errlen, "%s is not an object", key);
 	}
 	jv_free(v);
 	return rc;
@@ -118,15 +107,15 @@ static int refuse(jv top, char *err, size_t errlen)
 	jv v = get(top, "peft_type");
 	int rc = 0;
 	if (jv_get_kind(v) == JV_KIND_STRING && strcmp(jv_string_value(v), "LORA"))
-		rc = fail(err, errlen, "peft_type '%s' is not LORA", jv_string_value(v));
+		rc = lp_fail(err, errlen, "peft_type '%s' is not LORA", jv_string_value(v));
 	jv_free(v);
 	v = get(top, "bias");
 	if (!rc && jv_get_kind(v) == JV_KIND_STRING && strcmp(jv_string_value(v), "none"))
-		rc = fail(err, errlen, "bias '%s' is not supported (only \"none\")",
+		rc = lp_fail(err, errlen, "bias '%s' is not supported (only \"none\")",
 				jv_string_value(v));
 	jv_free(v);
 	if (!rc && kind_of(top, "use_dora") == JV_KIND_TRUE)
-		rc = fail(err, errlen, "use_dora is true: DoRA adapters are not supported");
+		rc = lp_fail(err, errlen, "use_dora is true: DoRA adapters are not supported");
 	return rc;
 }
 
@@ -136,7 +125,7 @@ static int parse_lora(jv top, lp_lora_config *c, char *err, size_t errlen)
 	if (refuse(top, err, errlen) || num(top, "r", &r, 0, err, errlen))
 		return -1;
 	if (!(r >= 1) || r != floor(r) || r > 1 << 20)
-		return fail(err, errlen, "r is missing or not a positive integer");
+		return lp_fail(err, errlen, "r is missing or not a positive integer");
 	c->r = (int64_t)r;
 	if (num(top, "lora_alpha", &c->alpha, 8, err, errlen) ||
 			num(top, "lora_dropout", &c->dropout, 0, err, errlen) ||
@@ -167,12 +156,12 @@ int lp_lora_config_parse(const char *json, size_t n, lp_lora_config *c, char *er
 	int rc;
 	if (!jv_is_valid(top)) {
 		jv msg = jv_invalid_get_msg(top);
-		rc = fail(err, errlen, "not valid JSON: %s",
+		rc = lp_fail(err, errlen, "not valid JSON: %s",
 				jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "empty");
 		jv_free(msg);
 	} else if (jv_get_kind(top) != JV_KIND_OBJECT) {
 		jv_free(top);
-		rc = fail(err, errlen, "not a JSON object");
+		rc = lp_fail(err, errlen, "not a JSON object");
 	} else {
 		rc = parse_lora(top, c, err, errlen);
 		jv_free(top);
@@ -243,13 +232,13 @@ static int pattern_value(const lp_lora_pattern *p, size_t n, const char *what,
 	for (size_t i = 0; i < n; i++) {
 		int m = pattern_match(p[i].key, module);
 		if (m < 0)
-			return fail(err, errlen, "%s: '%s' is not a valid regular expression "
+			return lp_fail(err, errlen, "%s: '%s' is not a valid regular expression "
 					"(back-references and keys over 256 bytes are refused)",
 					what, p[i].key);
 		if (!m)
 			continue;
 		if (by && p[i].value != *value)
-			return fail(err, errlen, "%s: patterns '%s' and '%s' both match %s with "
+			return lp_fail(err, errlen, "%s: patterns '%s' and '%s' both match %s with "
 					"different values", what, by, p[i].key, module);
 		by = p[i].key;
 		*value = p[i].value;
@@ -300,12 +289,12 @@ static int classify(lp_adapter *a, char *err, size_t errlen)
 	for (size_t i = 0; i < a->files->n; i++) {
 		const lp_mf_tensor *t = &a->files->t[i];
 		if (strncmp(t->name, PREFIX, pl))
-			return fail(err, errlen, "tensor '%s' does not start with '%s' as PEFT "
+			return lp_fail(err, errlen, "tensor '%s' does not start with '%s' as PEFT "
 					"names them", t->name, PREFIX);
 		const char *name = t->name + pl;
 		size_t n = strlen(name);
 		if (strstr(name, "lora_embedding_") || strstr(name, "lora_magnitude_vector"))
-			return fail(err, errlen, "tensor '%s': LoRA on embeddings and DoRA are not "
+			return lp_fail(err, errlen, "tensor '%s': LoRA on embeddings and DoRA are not "
 					"supported", t->name);
 		if (ends_with(name, n, ".lora_A.weight") || ends_with(name, n, ".lora_B.weight")) {
 			size_t len = n - strlen(".lora_A.weight");
@@ -315,7 +304,7 @@ static int classify(lp_adapter *a, char *err, size_t errlen)
 			continue;
 		}
 		if (!ends_with(name, n, ".weight") || strstr(name, "lora_"))
-			return fail(err, errlen, "tensor '%s' is neither a LoRA pair nor a module to "
+			return lp_fail(err, errlen, "tensor '%s' is neither a LoRA pair nor a module to "
 					"save", t->name);
 		/* a full module: drop ".modules_to_save[.default]" if an old PEFT left it */
 		char *base = lp_strdup(name), *s = strstr(base, ".modules_to_save.");
@@ -344,21 +333,21 @@ static int by_base(const void *x, const void *y)
 static int check_pair(lp_adapter *a, lp_lora_pair *p, char *err, size_t errlen)
 {
 	if (!p->A || !p->B)
-		return fail(err, errlen, "%s has a lora_%s but no lora_%s", p->module,
+		return lp_fail(err, errlen, "%s has a lora_%s but no lora_%s", p->module,
 				p->A ? "A" : "B", p->A ? "B" : "A");
 	if (lp_lora_module_params(&a->cfg, p->module, &p->r, &p->alpha, &p->scale, err, errlen))
 		return -1;
 	if (p->A->rank != 2 || p->B->rank != 2)
-		return fail(err, errlen, "%s: lora_A and lora_B must be matrices", p->module);
+		return lp_fail(err, errlen, "%s: lora_A and lora_B must be matrices", p->module);
 	if (p->A->shape[0] != (uint64_t)p->r || p->B->shape[1] != (uint64_t)p->r)
-		return fail(err, errlen, "%s: lora_A is (%llu, %llu) and lora_B (%llu, %llu), but "
+		return lp_fail(err, errlen, "%s: lora_A is (%llu, %llu) and lora_B (%llu, %llu), but "
 				"adapter_config.json gives it rank %lld", p->module,
 				(unsigned long long)p->A->shape[0], (unsigned long long)p->A->shape[1],
 				(unsigned long long)p->B->shape[0], (unsigned long long)p->B->shape[1],
 				(long long)p->r);
 	for (const lp_mf_tensor *t = p->A; t; t = t == p->A ? p->B : NULL)
 		if (t->dtype != LP_F32 && t->dtype != LP_F16 && t->dtype != LP_BF16)
-			return fail(err, errlen, "%s: dtype %s is not one of f32, f16, bf16", t->name,
+			return lp_fail(err, errlen, "%s: dtype %s is not one of f32, f16, bf16", t->name,
 					lp_dtype_name(t->dtype));
 	size_t len = strlen(p->module) + 8;
 	p->base_name = lp_malloc(len);
@@ -383,23 +372,23 @@ static int read_config_file(lp_adapter *a, char *err, size_t errlen)
 	FILE *f = fopen(path, "rb");
 	if (!f) {
 		free(path);
-		return fail(err, errlen, "adapter_config.json: %s", strerror(errno));
+		return lp_fail(err, errlen, "adapter_config.json: %s", strerror(errno));
 	}
 	fclose(f);
 	char *text = lp_read_file(path, &len);
 	free(path);
 	int rc = lp_lora_config_parse(text, len, &a->cfg, e, sizeof e);
 	free(text);
-	return rc ? fail(err, errlen, "adapter_config.json: %s", e) : 0;
+	return rc ? lp_fail(err, errlen, "adapter_config.json: %s", e) : 0;
 }
 
 static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 {
 	struct stat st;
 	if (stat(a->dir, &st) != 0)
-		return fail(err, errlen, "%s", strerror(errno));
+		return lp_fail(err, errlen, "%s", strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "not a directory (an adapter is a directory)");
+		return lp_fail(err, errlen, "not a directory (an adapter is a directory)");
 	if (read_config_file(a, err, errlen))
 		return -1;
 	static const char *const names[] = {"adapter_model.safetensors", "adapter_model.bin"};
@@ -414,7 +403,7 @@ static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 		}
 	}
 	if (!path)
-		return fail(err, errlen, "no adapter_model.safetensors or adapter_model.bin");
+		return lp_fail(err, errlen, "no adapter_model.safetensors or adapter_model.bin");
 	a->files = lp_mf_new(a->dir);
 	int rc = lp_mf_add_file(a->files, path, err, errlen);
 	free(path);
@@ -428,7 +417,7 @@ static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 		if (check_pair(a, &a->pairs[i], err, errlen))
 			return -1;
 	if (!a->npairs && !a->nfull)
-		return fail(err, errlen, "the adapter holds no tensors");
+		return lp_fail(err, errlen, "the adapter holds no tensors");
 	return 0;
 }
 
@@ -476,12 +465,12 @@ int lp_adapter_check(const lp_adapter *a, const lp_model_files *base, char *err,
 		const lp_lora_pair *p = &a->pairs[i];
 		const lp_mf_tensor *w = lp_mf_find(base, p->base_name);
 		if (!w)
-			return fail(err, errlen, "%s: the base model has no %s", p->module,
+			return lp_fail(err, errlen, "%s: the base model has no %s", p->module,
 					p->base_name);
 		uint64_t out = a->cfg.fan_in_fan_out ? w->shape[1] : w->shape[0];
 		uint64_t in = a->cfg.fan_in_fan_out ? w->shape[0] : w->shape[1];
 		if (w->rank != 2 || p->A->shape[1] != in || p->B->shape[0] != out)
-			return fail(err, errlen, "%s: lora_B @ lora_A is (%llu, %llu), the base "
+			return lp_fail(err, errlen, "%s: lora_B @ lora_A is (%llu, %llu), the base "
 					"weight %s is (%llu, %llu)%s", p->module,
 					(unsigned long long)p->B->shape[0],
 					(unsigned long long)p->A->shape[1], p->base_name,
@@ -496,10 +485,10 @@ int lp_adapter_check(const lp_adapter *a, const lp_model_files *base, char *err,
 				base->cfg.tie_word_embeddings)
 			w = lp_mf_find(base, "model.embed_tokens.weight");
 		if (!w)
-			return fail(err, errlen, "%s: the base model has no %s", f->t->name,
+			return lp_fail(err, errlen, "%s: the base model has no %s", f->t->name,
 					f->base_name);
 		if (w->rank != f->t->rank || (w->rank == 2 && w->shape[1] != f->t->shape[1]))
-			return fail(err, errlen, "%s: shape (%llu, %llu) does not fit the base "
+			return lp_fail(err, errlen, "%s: shape (%llu, %llu) does not fit the base "
 					"model's %s (%llu, %llu)", f->t->name,
 					(unsigned long long)f->t->shape[0],
 					(unsigned long long)f->t->shape[1], w->name,

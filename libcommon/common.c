@@ -101,6 +101,15 @@ void lp_info(const char *fmt, ...)
 	va_end(ap);
 }
 
+int lp_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 /* ---- allocation ---- */
 
 static void *oom(size_t n)

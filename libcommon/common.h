@@ -40,6 +40,11 @@ char *lp_strdup(const char *s);
 /* Grow *p (of *cap elements of size) to hold at least need elements. */
 void lp_grow(void **p, size_t *cap, size_t need, size_t size);
 
+/* For parsers that report instead of dying: format the message into
+ * err[errlen] and return -1. */
+int lp_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Parse helpers for option values; die with a usage error naming opt. */
 long long lp_parse_int(const char *opt, const char *s, long long lo, long long hi);
 double lp_parse_double(const char *opt, const char *s, double lo, double hi);

@@ -10,17 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return LP_INSTR_BAD;
-}
 
 int lp_from_name(const char *name)
 {
@@ -121,7 +110,7 @@ static int get_alias(jv obj, const char *const *keys, jv *out, const char **key,
 		if (r == 1)
 			return 1;
 		if (r < 0)
-			return fail(err, errlen, "\"%s\" is %s %s, not a string",
+			return lp_fail(err, errlen, "\"%s\" is %s %s, not a string",
 					*keys, strchr("aeiou", kind[0]) ? "an" : "a", kind);
 	}
 	return 0;
@@ -290,25 +279,25 @@ static int msra_entity(const lp_ner_opts *o, jv text, jv e, int k,
 	int r = LP_INSTR_BAD;
 	size_t tl, el;
 	if (jv_get_kind(e) != JV_KIND_OBJECT) {
-		fail(err, errlen, "entity_list[%d] is not an object", k);
+		lp_fail(err, errlen, "entity_list[%d] is not an object", k);
 		goto out;
 	}
 	if (get_str(e, "entity", &ent, &kind) != 1 || !jv_string_length_bytes(jv_copy(ent))) {
-		fail(err, errlen, "entity_list[%d] has no \"entity\" string", k);
+		lp_fail(err, errlen, "entity_list[%d] has no \"entity\" string", k);
 		goto out;
 	}
 	if (get_str(e, "entity_type", &type, &kind) != 1) {
-		fail(err, errlen, "entity_list[%d] has no \"entity_type\" string", k);
+		lp_fail(err, errlen, "entity_list[%d] has no \"entity_type\" string", k);
 		goto out;
 	}
 	s = jv_string_value(ent), el = jv_string_length_bytes(jv_copy(ent));
 	t = jv_string_value(type), tl = jv_string_length_bytes(jv_copy(type));
 	if (strlen(s) != el || strlen(t) != tl) {
-		fail(err, errlen, "entity_list[%d] has a NUL character", k);
+		lp_fail(err, errlen, "entity_list[%d] has a NUL character", k);
 		goto out;
 	}
 	if (!lp_ner_label(o, t, tl)) {
-		fail(err, errlen, "unknown entity type '%s' (map it with --label %s=NAME)", t, t);
+		lp_fail(err, errlen, "unknown entity type '%s' (map it with --label %s=NAME)", t, t);
 		goto out;
 	}
 	jv idx = jv_object_get(jv_copy(e), jv_string("entity_index"));
@@ -318,7 +307,7 @@ static int msra_entity(const lp_ner_opts *o, jv text, jv e, int k,
 		size_t tn = jv_string_length_bytes(jv_copy(text)), bb, eb;
 		if (!index_number(idx, "begin", &b) || !index_number(idx, "end", &en) || b > en) {
 			jv_free(idx);
-			fail(err, errlen, "entity_list[%d].entity_index needs integers begin <= end", k);
+			lp_fail(err, errlen, "entity_list[%d].entity_index needs integers begin <= end", k);
 			goto out;
 		}
 		bb = cp_offset(ts, tn, b);
@@ -326,16 +315,16 @@ static int msra_entity(const lp_ner_opts *o, jv text, jv e, int k,
 		if (eb == (size_t)-1 || eb - bb != el || memcmp(ts + bb, s, el)) {
 			jv_free(idx);
 			if (eb == (size_t)-1)
-				fail(err, errlen, "entity_list[%d]: entity_index [%.0f, %.0f) is past the end of the text",
+				lp_fail(err, errlen, "entity_list[%d]: entity_index [%.0f, %.0f) is past the end of the text",
 						k, b, en);
 			else
-				fail(err, errlen, "entity_list[%d]: text[%.0f:%.0f] is \"%.*s\", not the entity \"%s\"",
+				lp_fail(err, errlen, "entity_list[%d]: text[%.0f:%.0f] is \"%.*s\", not the entity \"%s\"",
 						k, b, en, (int)(eb - bb), ts + bb, s);
 			goto out;
 		}
 	} else if (jv_get_kind(idx) != JV_KIND_INVALID && jv_get_kind(idx) != JV_KIND_NULL) {
 		jv_free(idx);
-		fail(err, errlen, "entity_list[%d].entity_index is not an object", k);
+		lp_fail(err, errlen, "entity_list[%d].entity_index is not an object", k);
 		goto out;
 	}
 	jv_free(idx);
@@ -356,11 +345,11 @@ int lp_instr_from_msra(const lp_ner_opts *o, jv rec, jv *out, char *err, size_t 
 	size_t n = 0, cap = 0;
 	int r = LP_INSTR_BAD;
 	if (jv_get_kind(rec) != JV_KIND_OBJECT) {
-		fail(err, errlen, "expected an MSRA NER object {\"text\",\"entity_list\"}");
+		lp_fail(err, errlen, "expected an MSRA NER object {\"text\",\"entity_list\"}");
 		goto out;
 	}
 	if (get_str(rec, "text", &text, &kind) != 1) {
-		fail(err, errlen, "no \"text\" string");
+		lp_fail(err, errlen, "no \"text\" string");
 		goto out;
 	}
 	if (jv_blank(text)) {
@@ -369,7 +358,7 @@ int lp_instr_from_msra(const lp_ner_opts *o, jv rec, jv *out, char *err, size_t 
 	}
 	list = jv_object_get(jv_copy(rec), jv_string("entity_list"));
 	if (jv_get_kind(list) != JV_KIND_ARRAY) {
-		fail(err, errlen, "no \"entity_list\" array");
+		lp_fail(err, errlen, "no \"entity_list\" array");
 		goto out;
 	}
 	int len = jv_array_length(jv_copy(list));
@@ -469,26 +458,26 @@ int lp_bio_line(lp_bio *b, const lp_ner_opts *o, const char *line, size_t len,
 	size_t fl[2], tl;
 	char kind;
 	if (memchr(line, 0, len))
-		return fail(err, errlen, "NUL byte in the line");
+		return lp_fail(err, errlen, "NUL byte in the line");
 	if (!lp_utf8_valid(line, len))
-		return fail(err, errlen, "not valid UTF-8");
+		return lp_fail(err, errlen, "not valid UTF-8");
 	int nf = split_fields(line, len, f, fl, 2);
 	if (nf != 2)
-		return fail(err, errlen, "expected 'token TAG', found %d field%s", nf, nf == 1 ? "" : "s");
+		return lp_fail(err, errlen, "expected 'token TAG', found %d field%s", nf, nf == 1 ? "" : "s");
 	if (!parse_tag(f[1], fl[1], &kind, &type, &tl))
-		return fail(err, errlen, "bad tag '%.*s' (want O, B-T, I-T, M-T, E-T or S-T)",
+		return lp_fail(err, errlen, "bad tag '%.*s' (want O, B-T, I-T, M-T, E-T or S-T)",
 				(int)fl[1], f[1]);
 	if (kind != 'O' && !lp_ner_label(o, type, tl))
-		return fail(err, errlen, "unknown entity type '%.*s' (map it with --label %.*s=NAME)",
+		return lp_fail(err, errlen, "unknown entity type '%.*s' (map it with --label %.*s=NAME)",
 				(int)tl, type, (int)tl, type);
 	if (tl >= sizeof b->open_type)
-		return fail(err, errlen, "entity type '%.*s' is too long", (int)tl, type);
+		return lp_fail(err, errlen, "entity type '%.*s' is too long", (int)tl, type);
 	int cont = kind == 'I' || kind == 'M' || kind == 'E';
 	if (cont && !b->open)
-		return fail(err, errlen, "'%.*s' without a 'B-%.*s' before it",
+		return lp_fail(err, errlen, "'%.*s' without a 'B-%.*s' before it",
 				(int)fl[1], f[1], (int)tl, type);
 	if (cont && (strlen(b->open_type) != tl || memcmp(b->open_type, type, tl)))
-		return fail(err, errlen, "'%.*s' continues a %s entity",
+		return lp_fail(err, errlen, "'%.*s' continues a %s entity",
 				(int)fl[1], f[1], b->open_type);
 	if (!cont)
 		bio_close(b);
@@ -527,16 +516,16 @@ int lp_instr_from_alpaca(jv rec, jv *out, char *err, size_t errlen)
 	const char *key;
 	int r;
 	if (jv_get_kind(rec) != JV_KIND_OBJECT)
-		return fail(err, errlen, "expected an object with instruction, input, output");
+		return lp_fail(err, errlen, "expected an object with instruction, input, output");
 	if ((r = get_alias(rec, ins_keys, &ins, &key, err, errlen)) != 1) {
 		if (!r)
-			fail(err, errlen, "no \"instruction\" (or \"instruct\")");
+			lp_fail(err, errlen, "no \"instruction\" (or \"instruct\")");
 		return LP_INSTR_BAD;
 	}
 	if ((r = get_alias(rec, out_keys, &outp, &key, err, errlen)) != 1) {
 		jv_free(ins);
 		if (!r)
-			fail(err, errlen, "no \"output\" (or \"answer\")");
+			lp_fail(err, errlen, "no \"output\" (or \"answer\")");
 		return LP_INSTR_BAD;
 	}
 	if ((r = get_alias(rec, in_keys, &in, &key, err, errlen)) < 0) {
@@ -565,7 +554,7 @@ int lp_instr_from_json(jv rec, jv *out, char *err, size_t errlen)
 	jv ins = jv_invalid(), in = jv_invalid(), outp = jv_invalid();
 	const char *key;
 	if (jv_get_kind(rec) != JV_KIND_OBJECT)
-		return fail(err, errlen, "%s is not an object with instruction/output or text",
+		return lp_fail(err, errlen, "%s is not an object with instruction/output or text",
 				jv_kind_name(jv_get_kind(rec)));
 	int ri = get_alias(rec, ins_keys, &ins, &key, err, errlen);
 	if (ri < 0)
@@ -581,7 +570,7 @@ int lp_instr_from_json(jv rec, jv *out, char *err, size_t errlen)
 		if (rt < 0)
 			return LP_INSTR_BAD;
 		if (!rt)
-			return fail(err, errlen, "an object with neither instruction/output nor text");
+			return lp_fail(err, errlen, "an object with neither instruction/output nor text");
 		if (jv_blank(text)) {
 			jv_free(text);
 			return LP_INSTR_EMPTY;
@@ -592,7 +581,7 @@ int lp_instr_from_json(jv rec, jv *out, char *err, size_t errlen)
 	if (!ri || !ro) {
 		jv_free(ins);
 		jv_free(outp);
-		return fail(err, errlen, "\"%s\" without \"%s\"", ri ? "instruction" : "output",
+		return lp_fail(err, errlen, "\"%s\" without \"%s\"", ri ? "instruction" : "output",
 				ri ? "output" : "instruction");
 	}
 	int rn = get_alias(rec, in_keys, &in, &key, err, errlen);
@@ -616,7 +605,7 @@ int lp_instr_from_json(jv rec, jv *out, char *err, size_t errlen)
 int lp_instr_from_text(const char *s, size_t n, jv *out, char *err, size_t errlen)
 {
 	if (!lp_utf8_valid(s, n))
-		return fail(err, errlen, "not valid UTF-8");
+		return lp_fail(err, errlen, "not valid UTF-8");
 	if (lp_is_blank(s, n))
 		return LP_INSTR_EMPTY;
 	*out = jv_object_set(jv_object(), jv_string("text"), jv_string_sized(s, n));
@@ -781,12 +770,12 @@ lp_jqprog *lp_jqprog_compile(const char *program, char *err, size_t errlen)
 	p->jq = jq_init();
 	if (!p->jq) {
 		free(p);
-		fail(err, errlen, "cannot start jq");
+		lp_fail(err, errlen, "cannot start jq");
 		return NULL;
 	}
 	jq_set_error_cb(p->jq, jq_message, p);
 	if (!jq_compile(p->jq, program)) {
-		fail(err, errlen, "%s", p->msglen ? p->msg : "jq: compile error");
+		lp_fail(err, errlen, "%s", p->msglen ? p->msg : "jq: compile error");
 		lp_jqprog_free(p);
 		return NULL;
 	}
@@ -806,10 +795,10 @@ jv lp_jqprog_run(lp_jqprog *p, jv in, char *err, size_t errlen)
 		if (jv_invalid_has_msg(jv_copy(r))) {
 			jv m = jv_invalid_get_msg(r);
 			if (jv_get_kind(m) == JV_KIND_STRING) {
-				fail(err, errlen, "jq: error: %s", jv_string_value(m));
+				lp_fail(err, errlen, "jq: error: %s", jv_string_value(m));
 			} else {
 				jv d = jv_dump_string(jv_copy(m), 0);
-				fail(err, errlen, "jq: error (not a string): %s", jv_string_value(d));
+				lp_fail(err, errlen, "jq: error (not a string): %s", jv_string_value(d));
 				jv_free(d);
 			}
 			jv_free(m);
@@ -819,7 +808,7 @@ jv lp_jqprog_run(lp_jqprog *p, jv in, char *err, size_t errlen)
 		jv_free(r);
 		if (jq_halted(p->jq)) {
 			jv_free(outs);
-			fail(err, errlen, "jq: the program halted");
+			lp_fail(err, errlen, "jq: the program halted");
 			return jv_invalid();
 		}
 		return outs;

@@ -248,21 +248,21 @@ static void lp_linear(void *out, const void *inp, const lp_weight *W, const lp_l
 	}
 }
 
-/* Rope frequencies for the longest row after this call (dynamic scaling
- * changes with the length; every other kind is computed once). */
-static void rope_frequencies(const lp_llama *m, lp_llama_state *s, int64_t len)
+void lp_rope_frequencies(const lp_model_config *cfg, int64_t len, float *inv_freq,
+		int64_t *computed_for, float *attn_factor)
 {
-	int dynamic = m->cfg.rope.type == LP_ROPE_DYNAMIC;
-	int64_t key = dynamic && len > m->cfg.max_pos ? len : 0;
-	if (s->inv_freq_len == key)
+	int dynamic = cfg->rope.type == LP_ROPE_DYNAMIC;
+	int64_t key = dynamic && len > cfg->max_pos ? len : 0;
+	if (*computed_for == key)
 		return;
-	float *f = lp_malloc(m->D / 2 * sizeof *f);
-	double attn_factor = 1;
-	lp_rope_inv_freq(&m->cfg, key, f, &attn_factor);
-	lp_upload(s->inv_freq, f, m->D / 2 * sizeof *f);
+	int half = (int)cfg->head_dim / 2;
+	float *f = lp_malloc(half * sizeof *f);
+	double factor = 1;
+	lp_rope_inv_freq(cfg, key, f, &factor);
+	lp_upload(inv_freq, f, half * sizeof *f);
 	free(f);
-	s->attn_factor = (float)attn_factor;
-	s->inv_freq_len = key;
+	*attn_factor = (float)factor;
+	*computed_for = key;
 }
 
 void lp_llama_forward(const lp_llama *m, lp_llama_state *s, const int32_t *ids, int B,
@@ -282,7 +282,7 @@ void lp_llama_forward(const lp_llama *m, lp_llama_state *s, const int32_t *ids, 
 		if (s->past[b] + T > longest)
 			longest = s->past[b] + T;
 	}
-	rope_frequencies(m, s, longest);
+	lp_rope_frequencies(&m->cfg, longest, s->inv_freq, &s->inv_freq_len, &s->attn_factor);
 	lp_upload(s->ids_dev, ids, N * sizeof(int32_t));
 	lp_upload(s->pos_dev, s->pos_host, N * sizeof(int32_t));
 	lp_upload(s->past_dev, s->past, B * sizeof(int32_t));

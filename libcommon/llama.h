@@ -93,6 +93,13 @@ void lp_llama_reset(lp_llama_state *s);
 void lp_llama_forward(const lp_llama *m, lp_llama_state *s, const int32_t *ids, int B,
 		int T, float *logits_out);
 
+/* Upload to inv_freq (device, head_dim/2 f32) the rotary frequencies for
+ * sequences of up to len positions, unless *computed_for says they are
+ * already there: only dynamic scaling past max_position_embeddings depends
+ * on the length. Shared by inference and training. */
+void lp_rope_frequencies(const lp_model_config *cfg, int64_t len, float *inv_freq,
+		int64_t *computed_for, float *attn_factor);
+
 /* Beam search: new row r takes old row parent[r]'s cache (B rows). */
 void lp_llama_reorder(const lp_llama *m, lp_llama_state *s, const int32_t *parent, int B);
 

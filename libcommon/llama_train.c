@@ -626,21 +626,6 @@ static void linear_backward(const lp_train_acts *a, void *dinp, int accumulate,
 
 /* ---- forward ---- */
 
-static void rope_frequencies(const lp_train_model *m, lp_train_acts *a, int64_t len)
-{
-	int dynamic = m->cfg.rope.type == LP_ROPE_DYNAMIC;
-	int64_t key = dynamic && len > m->cfg.max_pos ? len : 0;
-	if (a->inv_freq_len == key)
-		return;
-	float *f = lp_malloc(m->D / 2 * sizeof *f);
-	double attn_factor = 1;
-	lp_rope_inv_freq(&m->cfg, key, f, &attn_factor);
-	lp_upload(a->inv_freq, f, m->D / 2 * sizeof *f);
-	free(f);
-	a->attn_factor = (float)attn_factor;
-	a->inv_freq_len = key;
-}
-
 /* Layer l from res[l] into res[l + 1], its activations in la. */
 static void layer_forward(const lp_train_model *m, lp_train_acts *a, lp_tlayer_acts *la, int l,
 		const lp_train_batch *b, const uint8_t *mask, float p)
@@ -693,7 +678,7 @@ static const uint8_t *upload_batch(const lp_train_model *m, lp_train_acts *a,
 			a->host_mask[r * T + t] = t < b->len[r];
 		}
 	}
-	rope_frequencies(m, a, T);
+	lp_rope_frequencies(&m->cfg, T, a->inv_freq, &a->inv_freq_len, &a->attn_factor);
 	lp_upload(a->ids, b->ids, N * sizeof(int32_t));
 	lp_upload(a->targets, b->targets, N * sizeof(int32_t));
 	lp_upload(a->pos, a->host_pos, N * sizeof(int32_t));

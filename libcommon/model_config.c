@@ -12,17 +12,6 @@
 #include "common.h"
 #include "dtype.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* ---- typed field access: 1 found, 0 absent or null, -1 wrong type ---- */
 
 static jv field(jv obj, const char *key)
@@ -41,7 +30,7 @@ static int get_num(jv obj, const char *key, double *out, char *err, size_t errle
 		*out = jv_number_value(v);
 	jv_free(v);
 	if (rc < 0)
-		fail(err, errlen, "%s is not a number", key);
+		lp_fail(err, errlen, "%s is not a number", key);
 	return rc;
 }
 
@@ -54,7 +43,7 @@ static int get_int(jv obj, const char *key, int64_t *out, int64_t lo, int64_t hi
 	if (rc <= 0)
 		return rc;
 	if (d != floor(d) || d < (double)lo || d > (double)hi)
-		return fail(err, errlen, "%s is %g; expected an integer from %lld to %lld", key,
+		return lp_fail(err, errlen, "%s is %g; expected an integer from %lld to %lld", key,
 				d, (long long)lo, (long long)hi);
 	*out = (int64_t)d;
 	return 1;
@@ -65,7 +54,7 @@ static int need_int(jv obj, const char *key, int64_t *out, int64_t lo, int64_t h
 {
 	int rc = get_int(obj, key, out, lo, hi, err, errlen);
 	if (rc == 0)
-		return fail(err, errlen, "%s is missing", key);
+		return lp_fail(err, errlen, "%s is missing", key);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -77,7 +66,7 @@ static int get_bool(jv obj, const char *key, int *out, char *err, size_t errlen)
 	if (kind == JV_KIND_TRUE || kind == JV_KIND_FALSE)
 		*out = kind == JV_KIND_TRUE, rc = 1;
 	else if (kind != JV_KIND_NULL && kind != JV_KIND_INVALID)
-		rc = fail(err, errlen, "%s is not true or false", key);
+		rc = lp_fail(err, errlen, "%s is not true or false", key);
 	return rc;
 }
 
@@ -89,7 +78,7 @@ static int get_str(jv obj, const char *key, char *buf, size_t size, char *err, s
 	if (kind == JV_KIND_STRING)
 		snprintf(buf, size, "%s", jv_string_value(v)), rc = 1;
 	else if (kind != JV_KIND_NULL && kind != JV_KIND_INVALID)
-		rc = fail(err, errlen, "%s is not a string", key);
+		rc = lp_fail(err, errlen, "%s is not a string", key);
 	jv_free(v);
 	return rc;
 }
@@ -97,20 +86,20 @@ static int get_str(jv obj, const char *key, char *buf, size_t size, char *err, s
 static jv parse_json(const char *json, size_t n, const char *what, char *err, size_t errlen)
 {
 	if (n > 64u << 20) {
-		fail(err, errlen, "%s is larger than 64 MB", what);
+		lp_fail(err, errlen, "%s is larger than 64 MB", what);
 		return jv_invalid();
 	}
 	jv v = jv_parse_sized(json, (int)n);
 	if (!jv_is_valid(v)) {
 		jv msg = jv_invalid_get_msg(v);
-		fail(err, errlen, "%s is not valid JSON: %s", what,
+		lp_fail(err, errlen, "%s is not valid JSON: %s", what,
 				jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
 		jv_free(msg);
 		return jv_invalid();
 	}
 	if (jv_get_kind(v) != JV_KIND_OBJECT) {
 		jv_free(v);
-		fail(err, errlen, "%s is not a JSON object", what);
+		lp_fail(err, errlen, "%s is not a JSON object", what);
 		return jv_invalid();
 	}
 	return v;
@@ -121,13 +110,13 @@ static jv parse_json(const char *json, size_t n, const char *what, char *err, si
 static int check_shape(lp_model_config *c, char *err, size_t errlen)
 {
 	if (c->n_kv_heads <= 0 || c->n_heads % c->n_kv_heads)
-		return fail(err, errlen, "%lld attention heads cannot be shared by %lld key/value "
+		return lp_fail(err, errlen, "%lld attention heads cannot be shared by %lld key/value "
 				"heads", (long long)c->n_heads, (long long)c->n_kv_heads);
 	if (c->head_dim <= 0 || c->head_dim % 2)
-		return fail(err, errlen, "head dimension %lld is not a positive even number",
+		return lp_fail(err, errlen, "head dimension %lld is not a positive even number",
 				(long long)c->head_dim);
 	if (!(c->rms_norm_eps > 0))
-		return fail(err, errlen, "the norm epsilon %g is not positive", c->rms_norm_eps);
+		return lp_fail(err, errlen, "the norm epsilon %g is not positive", c->rms_norm_eps);
 	return 0;
 }
 
@@ -160,7 +149,7 @@ static int need_num(jv obj, const char *what, const char *key, double *out, char
 {
 	int rc = get_num(obj, key, out, err, errlen);
 	if (rc == 0)
-		return fail(err, errlen, "%s: %s is missing", what, key);
+		return lp_fail(err, errlen, "%s: %s is missing", what, key);
 	return rc < 0 ? -1 : 0;
 }
 
@@ -185,7 +174,7 @@ static int parse_rope(jv top, lp_model_config *c, char *err, size_t errlen)
 	r->original_max_pos = c->max_pos;
 	if (jv_get_kind(p) != JV_KIND_OBJECT && jv_get_kind(p) != JV_KIND_NULL &&
 			jv_get_kind(p) != JV_KIND_INVALID) {
-		fail(err, errlen, "%s is not an object", what);
+		lp_fail(err, errlen, "%s is not an object", what);
 		goto out;
 	}
 	if (get_num(top, "rope_theta", &r->theta, err, errlen) < 0 ||
@@ -194,7 +183,7 @@ static int parse_rope(jv top, lp_model_config *c, char *err, size_t errlen)
 			get_str(p, "rope_type", type, sizeof type, err, errlen) < 0)
 		goto out;
 	if (!(r->theta > 1)) {
-		fail(err, errlen, "rope_theta %g is not above 1", r->theta);
+		lp_fail(err, errlen, "rope_theta %g is not above 1", r->theta);
 		goto out;
 	}
 	d = 1;
@@ -202,7 +191,7 @@ static int parse_rope(jv top, lp_model_config *c, char *err, size_t errlen)
 			get_num(p, "partial_rotary_factor", &d, err, errlen) < 0)
 		goto out;
 	if (d != 1) {
-		fail(err, errlen, "partial_rotary_factor %g is not supported (only 1)", d);
+		lp_fail(err, errlen, "partial_rotary_factor %g is not supported (only 1)", d);
 		goto out;
 	}
 	int64_t omax;
@@ -231,7 +220,7 @@ static int parse_rope(jv top, lp_model_config *c, char *err, size_t errlen)
 				need_num(p, what, "high_freq_factor", &r->high_freq_factor, err, errlen))
 			goto out;
 		if (r->high_freq_factor <= r->low_freq_factor) {
-			fail(err, errlen, "%s: high_freq_factor %g is not above low_freq_factor %g",
+			lp_fail(err, errlen, "%s: high_freq_factor %g is not above low_freq_factor %g",
 					what, r->high_freq_factor, r->low_freq_factor);
 			goto out;
 		}
@@ -254,12 +243,12 @@ static int parse_rope(jv top, lp_model_config *c, char *err, size_t errlen)
 		break;
 	}
 	default:
-		fail(err, errlen, "%s: rope type '%s' is not supported (default, linear, dynamic, "
+		lp_fail(err, errlen, "%s: rope type '%s' is not supported (default, linear, dynamic, "
 				"llama3 and yarn are)", what, type);
 		goto out;
 	}
 	if (!(r->factor > 0)) {
-		fail(err, errlen, "%s: factor %g is not positive", what, r->factor);
+		lp_fail(err, errlen, "%s: factor %g is not positive", what, r->factor);
 		goto out;
 	}
 	rc = 0;
@@ -294,10 +283,10 @@ static int parse_token_ids(jv top, lp_model_config *c, char *err, size_t errlen)
 		jv_array_foreach(e, i, x) {
 			obj = jv_object_set(obj, jv_string("eos_token_id"), x);
 			if (i >= LP_MAX_EOS)
-				rc = fail(err, errlen, "eos_token_id: more than %d ids", LP_MAX_EOS);
+				rc = lp_fail(err, errlen, "eos_token_id: more than %d ids", LP_MAX_EOS);
 			else if (get_int(obj, "eos_token_id", &c->eos_ids[c->n_eos++], 0,
 						INT32_MAX, err, errlen) <= 0)
-				rc = fail(err, errlen, "eos_token_id: element %d is not a token id", i);
+				rc = lp_fail(err, errlen, "eos_token_id: element %d is not a token id", i);
 			if (rc)
 				break;
 		}
@@ -319,17 +308,17 @@ static int refuse_features(jv top, char *err, size_t errlen)
 	int rc = get_str(top, "model_type", s, sizeof s, err, errlen);
 	TRY(rc);
 	if (rc > 0 && strcmp(s, "llama"))
-		return fail(err, errlen, "model_type '%s' is not a LLaMA model", s);
+		return lp_fail(err, errlen, "model_type '%s' is not a LLaMA model", s);
 	rc = get_str(top, "hidden_act", s, sizeof s, err, errlen);
 	TRY(rc);
 	if (rc > 0 && strcmp(s, "silu"))
-		return fail(err, errlen, "hidden_act '%s' is not supported (only silu)", s);
+		return lp_fail(err, errlen, "hidden_act '%s' is not supported (only silu)", s);
 	TRY(get_bool(top, "attention_bias", &flag, err, errlen));
 	if (flag)
-		return fail(err, errlen, "attention_bias is true: biases are not supported");
+		return lp_fail(err, errlen, "attention_bias is true: biases are not supported");
 	TRY(get_bool(top, "mlp_bias", &flag, err, errlen));
 	if (flag)
-		return fail(err, errlen, "mlp_bias is true: biases are not supported");
+		return lp_fail(err, errlen, "mlp_bias is true: biases are not supported");
 	return 0;
 }
 
@@ -357,7 +346,7 @@ static int parse_hf(jv top, lp_model_config *c, char *err, size_t errlen)
 		rc = get_str(top, "torch_dtype", s, sizeof s, err, errlen);
 	TRY(rc);
 	if (rc > 0 && !(c->dtype = dtype_of(s)))
-		return fail(err, errlen, "dtype '%s' is not a floating point type we read "
+		return lp_fail(err, errlen, "dtype '%s' is not a floating point type we read "
 				"(float32, float16, bfloat16)", s);
 	TRY(parse_rope(top, c, err, errlen));
 	return check_shape(c, err, errlen);
@@ -397,7 +386,7 @@ static int parse_meta(jv top, lp_model_config *c, char *err, size_t errlen)
 	c->vocab_size = -1;
 	TRY(get_int(top, "vocab_size", &c->vocab_size, -1, INT32_MAX, err, errlen));
 	if (c->vocab_size == 0)
-		return fail(err, errlen, "vocab_size is 0");
+		return lp_fail(err, errlen, "vocab_size is 0");
 	TRY(get_int(top, "multiple_of", &multiple_of, 1, 1 << 20, err, errlen));
 	TRY(get_num(top, "ffn_dim_multiplier", &mult, err, errlen));
 	c->rms_norm_eps = 1e-5;
@@ -406,7 +395,7 @@ static int parse_meta(jv top, lp_model_config *c, char *err, size_t errlen)
 	TRY(get_int(top, "max_seq_len", &c->max_pos, 1, INT32_MAX, err, errlen));
 	c->head_dim = c->hidden_size / c->n_heads;
 	if (c->head_dim * c->n_heads != c->hidden_size)
-		return fail(err, errlen, "dim %lld is not a multiple of n_heads %lld",
+		return lp_fail(err, errlen, "dim %lld is not a multiple of n_heads %lld",
 				(long long)c->hidden_size, (long long)c->n_heads);
 	c->intermediate_size = lp_meta_ffn_dim(c->hidden_size, multiple_of, mult);
 	c->bos_id = c->pad_id = -1;
@@ -417,7 +406,7 @@ static int parse_meta(jv top, lp_model_config *c, char *err, size_t errlen)
 	r->factor = 1;
 	TRY(get_num(top, "rope_theta", &r->theta, err, errlen));
 	if (!(r->theta > 1))
-		return fail(err, errlen, "rope_theta %g is not above 1", r->theta);
+		return lp_fail(err, errlen, "rope_theta %g is not above 1", r->theta);
 	TRY(get_bool(top, "use_scaled_rope", &scaled, err, errlen));
 	if (scaled) {   /* Meta's apply_scaling, which HF calls llama3 */
 		r->type = LP_ROPE_LLAMA3;
@@ -428,7 +417,7 @@ static int parse_meta(jv top, lp_model_config *c, char *err, size_t errlen)
 		TRY(get_num(top, "rope_scaling_factor", &r->factor, err, errlen));
 		TRY(get_num(top, "high_freq_factor", &r->high_freq_factor, err, errlen));
 		if (!(r->factor > 0) || r->high_freq_factor <= r->low_freq_factor)
-			return fail(err, errlen, "bad rope scaling (factor %g, high_freq_factor %g)",
+			return lp_fail(err, errlen, "bad rope scaling (factor %g, high_freq_factor %g)",
 					r->factor, r->high_freq_factor);
 	}
 	return check_shape(c, err, errlen);
@@ -465,7 +454,7 @@ int lp_config_check_vocab(const lp_model_config *c, int64_t n_pieces, int allow_
 {
 	if (c->vocab_size == n_pieces || (allow_extra && c->vocab_size > n_pieces))
 		return 0;
-	return fail(err, errlen, "vocabulary mismatch: the tokenizer has %lld pieces, the "
+	return lp_fail(err, errlen, "vocabulary mismatch: the tokenizer has %lld pieces, the "
 			"model's vocabulary (embedding rows) is %lld%s", (long long)n_pieces,
 			(long long)c->vocab_size, c->vocab_size < n_pieces ?
 			": tokens past it have no embedding" : "");

@@ -43,17 +43,6 @@ struct lp_mf_join {
 	int64_t heads;          /* > 0: permute to HF with this many heads */
 };
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static char *join_path(const char *dir, const char *name)
 {
 	size_t n = strlen(dir) + strlen(name) + 2;
@@ -186,7 +175,7 @@ static int index_names(lp_model_files *m, char *err, size_t errlen)
 	for (size_t i = 1; i < m->n; i++) {
 		const lp_mf_tensor *a = &m->t[m->by_name[i - 1]], *b = &m->t[m->by_name[i]];
 		if (!strcmp(a->name, b->name))
-			return fail(err, errlen, "tensor '%s' is in both %s and %s", a->name,
+			return lp_fail(err, errlen, "tensor '%s' is in both %s and %s", a->name,
 					base_name(a->file), base_name(b->file));
 	}
 	return 0;
@@ -221,18 +210,18 @@ static int map_file(struct lp_mf_source *s, char *err, size_t errlen)
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
-		return fail(err, errlen, "%s: %s", base_name(s->path), strerror(e));
+		return lp_fail(err, errlen, "%s: %s", base_name(s->path), strerror(e));
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
 		close(fd);
-		return fail(err, errlen, "%s: %s", base_name(s->path),
+		return lp_fail(err, errlen, "%s: %s", base_name(s->path),
 				st.st_size ? "not a regular file" : "empty file");
 	}
 	void *p = mmap(NULL, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	int e = errno;
 	close(fd);
 	if (p == MAP_FAILED)
-		return fail(err, errlen, "%s: cannot map: %s", base_name(s->path), strerror(e));
+		return lp_fail(err, errlen, "%s: cannot map: %s", base_name(s->path), strerror(e));
 	s->map = p;
 	s->size = st.st_size;
 	return 0;
@@ -259,7 +248,7 @@ static int add_safetensors(lp_model_files *m, struct lp_mf_source *s, char *err,
 {
 	char e[512];
 	if (lp_st_parse(s->map, s->size, &s->st, e, sizeof e))
-		return fail(err, errlen, "%s: %s", base_name(s->path), e);
+		return lp_fail(err, errlen, "%s: %s", base_name(s->path), e);
 	for (size_t i = 0; i < s->st.n; i++) {
 		const lp_st_tensor *x = &s->st.tensors[i];
 		add_tensor(m, s, x->name, x->dtype, x->rank, x->shape, x->data);
@@ -304,7 +293,7 @@ static const lp_zip_entry *find_pickle(const lp_zip *z, size_t *prefix_len, char
 		if (!s || strcmp(s, "/data.pkl"))
 			continue;
 		if (found) {
-			fail(err, errlen, "two pickles in one archive (%s, %s)", found->name,
+			lp_fail(err, errlen, "two pickles in one archive (%s, %s)", found->name,
 					z->e[i].name);
 			return NULL;
 		}
@@ -312,7 +301,7 @@ static const lp_zip_entry *find_pickle(const lp_zip *z, size_t *prefix_len, char
 		*prefix_len = s - found->name;
 	}
 	if (!found)
-		fail(err, errlen, "a zip archive without <name>/data.pkl is not a PyTorch "
+		lp_fail(err, errlen, "a zip archive without <name>/data.pkl is not a PyTorch "
 				"checkpoint");
 	return found;
 }
@@ -327,7 +316,7 @@ static int torch_tensors(lp_model_files *m, struct lp_mf_source *s, char *err, s
 	snprintf(name, sizeof name, "%.*s/byteorder", (int)plen, pk->name);
 	const lp_zip_entry *bo = lp_zip_find(&s->zip, name);
 	if (bo && !(bo->size == 6 && !memcmp(bo->data, "little", 6)))
-		return fail(err, errlen, "the checkpoint was saved on a big-endian machine; "
+		return lp_fail(err, errlen, "the checkpoint was saved on a big-endian machine; "
 				"only little-endian ones are read");
 	if (lp_zip_check_crc(pk, err, errlen) ||
 			lp_pk_state_dict_parse(pk->data, pk->size, &s->sd, err, errlen))
@@ -336,21 +325,21 @@ static int torch_tensors(lp_model_files *m, struct lp_mf_source *s, char *err, s
 		const lp_pk_tensor *t = &s->sd.t[i];
 		size_t es = lp_dtype_size(t->dtype);
 		if (strlen(t->storage) > 200)
-			return fail(err, errlen, "tensor '%s': storage key too long", t->name);
+			return lp_fail(err, errlen, "tensor '%s': storage key too long", t->name);
 		snprintf(name, sizeof name, "%.*s/data/%s", (int)plen, pk->name, t->storage);
 		const lp_zip_entry *e = lp_zip_find(&s->zip, name);
 		if (!e)
-			return fail(err, errlen, "tensor '%s': its storage '%s' is not in the archive",
+			return lp_fail(err, errlen, "tensor '%s': its storage '%s' is not in the archive",
 					t->name, name);
 		if (e->size / es != t->storage_numel || e->size % es)
-			return fail(err, errlen, "tensor '%s': storage '%s' holds %llu bytes, not "
+			return lp_fail(err, errlen, "tensor '%s': storage '%s' holds %llu bytes, not "
 					"%llu elements of %s", t->name, name,
 					(unsigned long long)e->size,
 					(unsigned long long)t->storage_numel, lp_dtype_name(t->dtype));
 		const void *data = t->numel ? e->data + t->offset * es : e->data;
 		if (!t->contiguous && (t->numel > t->storage_numel ||
 					t->numel * es > s->size - s->copied))
-			return fail(err, errlen, "tensor '%s' is a strided view of %llu elements "
+			return lp_fail(err, errlen, "tensor '%s' is a strided view of %llu elements "
 					"on a storage of %llu; broadcast views, or views adding up to "
 					"more than the file, are not read", t->name,
 					(unsigned long long)t->numel,
@@ -373,7 +362,7 @@ static int add_torch(lp_model_files *m, struct lp_mf_source *s, char *err, size_
 	s->is_zip = 1;
 	if (lp_zip_parse(s->map, s->size, &s->zip, e, sizeof e) ||
 			torch_tensors(m, s, e, sizeof e))
-		return fail(err, errlen, "%s: %s", base_name(s->path), e);
+		return lp_fail(err, errlen, "%s: %s", base_name(s->path), e);
 	return 0;
 }
 
@@ -627,7 +616,7 @@ int lp_mf_check(const lp_model_files *m, char *err, size_t errlen)
 	for (size_t i = 0; i < n && !rc; i++) {
 		const lp_mf_tensor *t = lp_mf_find(m, w[i].name);
 		if (!t) {
-			rc = fail(err, errlen, "tensor %s is missing (the config has %lld layers%s)",
+			rc = lp_fail(err, errlen, "tensor %s is missing (the config has %lld layers%s)",
 					w[i].name, (long long)c->n_layers,
 					!strcmp(w[i].name, "lm_head.weight") ?
 					" and untied embeddings" : "");
@@ -636,11 +625,11 @@ int lp_mf_check(const lp_model_files *m, char *err, size_t errlen)
 		found++;
 		if (t->rank != w[i].rank || t->shape[0] != w[i].shape[0] ||
 				(t->rank == 2 && t->shape[1] != w[i].shape[1]))
-			rc = fail(err, errlen, "%s: shape %s, config says %s", where(t, nm, sizeof nm),
+			rc = lp_fail(err, errlen, "%s: shape %s, config says %s", where(t, nm, sizeof nm),
 					shape_str(t->shape, t->rank, a, sizeof a),
 					shape_str(w[i].shape, w[i].rank, b, sizeof b));
 		else if (t->dtype != LP_F32 && t->dtype != LP_F16 && t->dtype != LP_BF16)
-			rc = fail(err, errlen, "%s: dtype %s is not one of f32, f16, bf16",
+			rc = lp_fail(err, errlen, "%s: dtype %s is not one of f32, f16, bf16",
 					where(t, nm, sizeof nm), lp_dtype_name(t->dtype));
 	}
 	for (size_t i = 0; i < m->n && !rc && found < m->n; i++) {
@@ -649,7 +638,7 @@ int lp_mf_check(const lp_model_files *m, char *err, size_t errlen)
 		while (k < n && strcmp(w[k].name, t->name))
 			k++;
 		if (k == n)
-			rc = fail(err, errlen, "unexpected tensor %s: not part of a LLaMA model with "
+			rc = lp_fail(err, errlen, "unexpected tensor %s: not part of a LLaMA model with "
 					"this config (%lld layers)", where(t, nm, sizeof nm),
 					(long long)c->n_layers);
 	}
@@ -681,7 +670,7 @@ static int read_config(lp_model_files *m, const char *name, int meta, char *err,
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	free(path);
 	if (fd < 0)
-		return fail(err, errlen, "%s: %s", name, strerror(errno));
+		return lp_fail(err, errlen, "%s: %s", name, strerror(errno));
 	size_t n = 0, cap = 4096;
 	char *buf = lp_malloc(cap);
 	ssize_t got;
@@ -689,12 +678,12 @@ static int read_config(lp_model_files *m, const char *name, int meta, char *err,
 		if ((n += got) == cap && cap < (64u << 20))
 			buf = lp_realloc(buf, cap *= 2);
 	close(fd);
-	int rc = got < 0 ? fail(e, sizeof e, "%s", strerror(errno)) :
+	int rc = got < 0 ? lp_fail(e, sizeof e, "%s", strerror(errno)) :
 		meta ? lp_config_parse_meta(buf, n, &m->cfg, e, sizeof e) :
 		lp_config_parse_hf(buf, n, &m->cfg, e, sizeof e);
 	free(buf);
 	if (rc)
-		return fail(err, errlen, "%s: %s", name, e);
+		return lp_fail(err, errlen, "%s: %s", name, e);
 	m->has_config = 1;
 	return 0;
 }
@@ -712,7 +701,7 @@ static int open_sharded(lp_model_files *m, const char *index, char *err, size_t 
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		free(path);
-		return fail(err, errlen, "%s: %s", index, strerror(errno));
+		return lp_fail(err, errlen, "%s: %s", index, strerror(errno));
 	}
 	close(fd);
 	char *text = lp_read_file(path, &n);
@@ -725,13 +714,13 @@ static int open_sharded(lp_model_files *m, const char *index, char *err, size_t 
 	int rc = 0;
 	if (jv_get_kind(map) != JV_KIND_OBJECT) {
 		jv_free(map);
-		return fail(err, errlen, "%s: not JSON with a \"weight_map\" object", index);
+		return lp_fail(err, errlen, "%s: not JSON with a \"weight_map\" object", index);
 	}
 	/* each file once, in order of first mention */
 	jv files = jv_object();
 	jv_object_foreach(map, key, val) {
 		if (!rc && (jv_get_kind(val) != JV_KIND_STRING || !safe_name(jv_string_value(val))))
-			rc = fail(err, errlen, "%s: tensor '%s' maps to a bad file name", index,
+			rc = lp_fail(err, errlen, "%s: tensor '%s' maps to a bad file name", index,
 					jv_string_value(key));
 		if (!rc && !jv_object_has(jv_copy(files), jv_copy(val))) {
 			files = jv_object_set(files, jv_copy(val), jv_true());
@@ -739,7 +728,7 @@ static int open_sharded(lp_model_files *m, const char *index, char *err, size_t 
 			rc = lp_mf_add_file(m, p, e, sizeof e);
 			free(p);
 			if (rc)
-				fail(err, errlen, "%s", e);
+				lp_fail(err, errlen, "%s", e);
 		}
 		jv_free(key);
 		jv_free(val);
@@ -748,7 +737,7 @@ static int open_sharded(lp_model_files *m, const char *index, char *err, size_t 
 	jv_object_foreach(map, key, val) {
 		const lp_mf_tensor *t = rc ? NULL : lp_mf_find(m, jv_string_value(key));
 		if (!rc && (!t || strcmp(base_name(t->file), jv_string_value(val))))
-			rc = fail(err, errlen, "%s: tensor %s is not in %s", index,
+			rc = lp_fail(err, errlen, "%s: tensor %s is not in %s", index,
 					jv_string_value(key), jv_string_value(val));
 		jv_free(key);
 		jv_free(val);
@@ -777,7 +766,7 @@ static int count_shards(const char *dir, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return fail(err, errlen, "%s", strerror(errno));
+		return lp_fail(err, errlen, "%s", strerror(errno));
 	int n = 0, max = -1;
 	struct dirent *e;
 	while ((e = readdir(d))) {
@@ -789,9 +778,9 @@ static int count_shards(const char *dir, char *err, size_t errlen)
 	}
 	closedir(d);
 	if (n == 0)
-		return fail(err, errlen, "params.json but no consolidated.00.pth");
+		return lp_fail(err, errlen, "params.json but no consolidated.00.pth");
 	if (max != n - 1)
-		return fail(err, errlen, "%d consolidated.NN.pth shards, but the highest is number "
+		return lp_fail(err, errlen, "%d consolidated.NN.pth shards, but the highest is number "
 				"%d: some are missing", n, max);
 	return n;
 }
@@ -820,30 +809,30 @@ static int join_one(lp_model_files *m, lp_model_files **sh, int ns, const lp_mf_
 	const lp_model_config *c = &m->cfg;
 	int axis = meta_map(p0->name, hf, sizeof hf, 1);
 	if (axis == -2)
-		return fail(err, errlen, "%s: unexpected tensor '%s': not part of a "
+		return lp_fail(err, errlen, "%s: unexpected tensor '%s': not part of a "
 				"LLaMA model", base_name(p0->file), p0->name);
 	axis = split_axis(c, axis, p0, hf, ns);
 	for (int k = 0; k < ns; k++) {
 		part[k] = k ? lp_mf_find(sh[k], p0->name) : p0;
 		if (!part[k])
-			return fail(err, errlen, "%s: tensor '%s' is missing (it is in %s)",
+			return lp_fail(err, errlen, "%s: tensor '%s' is missing (it is in %s)",
 					base_name(sh[k]->src[0]->path), p0->name,
 					base_name(p0->file));
 		if (axis >= 0 && part[k]->rank != 2)
-			return fail(err, errlen, "%s: tensor '%s' has %d dimensions, not 2",
+			return lp_fail(err, errlen, "%s: tensor '%s' has %d dimensions, not 2",
 					base_name(part[k]->file), p0->name, part[k]->rank);
 		if (part[k]->dtype != p0->dtype || part[k]->rank != p0->rank)
-			return fail(err, errlen, "%s: tensor '%s' has another dtype or rank "
+			return lp_fail(err, errlen, "%s: tensor '%s' has another dtype or rank "
 					"than in %s", base_name(part[k]->file), p0->name,
 					base_name(p0->file));
 		for (int d = 0; d < p0->rank; d++)
 			if (d != axis && part[k]->shape[d] != p0->shape[d])
-				return fail(err, errlen, "%s: tensor '%s' cannot be joined with "
+				return lp_fail(err, errlen, "%s: tensor '%s' cannot be joined with "
 						"the one in %s: dimension %d differs",
 						base_name(part[k]->file), p0->name,
 						base_name(p0->file), d);
 		if (axis < 0 && memcmp(part[k]->data, p0->data, p0->nbytes))
-			return fail(err, errlen, "%s: tensor '%s' should be the same in every "
+			return lp_fail(err, errlen, "%s: tensor '%s' should be the same in every "
 					"shard, but differs from the one in %s",
 					base_name(part[k]->file), p0->name, base_name(p0->file));
 	}
@@ -886,7 +875,7 @@ static int join_meta(lp_model_files *m, lp_model_files **sh, int ns, char *err, 
 	for (int k = 1; k < ns && !rc; k++)
 		for (size_t i = 0; i < sh[k]->n && !rc; i++)
 			if (!lp_mf_find(sh[0], sh[k]->t[i].name))
-				rc = fail(err, errlen, "%s: tensor '%s' is not in %s",
+				rc = lp_fail(err, errlen, "%s: tensor '%s' is not in %s",
 						base_name(sh[k]->t[i].file), sh[k]->t[i].name,
 						base_name(sh[0]->src[0]->path));
 	return rc;
@@ -899,7 +888,7 @@ static int check_heads(const lp_model_files *m, char *err, size_t errlen)
 		const lp_mf_tensor *t = &m->t[i];
 		if (t->join && t->join->heads && (t->rank != 2 ||
 				t->shape[0] % (2 * t->join->heads)))
-			return fail(err, errlen, "%s: %llu rows cannot be %lld heads of rotary pairs",
+			return lp_fail(err, errlen, "%s: %llu rows cannot be %lld heads of rotary pairs",
 					t->name, (unsigned long long)t->shape[0],
 					(long long)t->join->heads);
 	}
@@ -917,7 +906,7 @@ static int open_meta(lp_model_files *m, char *err, size_t errlen)
 		char name[64];
 		snprintf(name, sizeof name, "consolidated.%02d.pth", k);
 		if (!exists(m->dir, name))
-			rc = fail(err, errlen, "%s is missing (shard numbers are written with two "
+			rc = lp_fail(err, errlen, "%s is missing (shard numbers are written with two "
 					"digits)", name);
 		char *p = join_path(m->dir, name);
 		sh[k] = lp_mf_new(m->dir);
@@ -961,9 +950,9 @@ static int open_dir(lp_model_files *m, char *err, size_t errlen)
 	};
 	struct stat st;
 	if (stat(m->dir, &st) != 0)
-		return fail(err, errlen, "%s", strerror(errno));
+		return lp_fail(err, errlen, "%s", strerror(errno));
 	if (!S_ISDIR(st.st_mode))
-		return fail(err, errlen, "not a directory (a model is a directory)");
+		return lp_fail(err, errlen, "not a directory (a model is a directory)");
 	for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) {
 		if (!exists(m->dir, hf[i].file))
 			continue;
@@ -984,7 +973,7 @@ static int open_dir(lp_model_files *m, char *err, size_t errlen)
 		m->layout = LP_LAYOUT_META;
 		return read_config(m, "params.json", 1, err, errlen) ? -1 : open_meta(m, err, errlen);
 	}
-	return fail(err, errlen, "no model here: expected config.json with model.safetensors, "
+	return lp_fail(err, errlen, "no model here: expected config.json with model.safetensors, "
 			"model.safetensors.index.json, pytorch_model.bin or "
 			"pytorch_model.bin.index.json, or Meta's params.json with "
 			"consolidated.00.pth");

@@ -65,17 +65,6 @@ static size_t utf8_check(const uint8_t *s, size_t n)
 
 /* ---- reading ---- */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Count the keys of the top-level object by scanning the text (the JSON
  * parser keeps only the last of duplicate keys). Before the parser sees the
  * text, refuse nesting deeper than MAX_DEPTH (-1), and a string right after
@@ -143,7 +132,7 @@ static int report_duplicate(const char *s, size_t n, long keys, char *err, size_
 			dup = names[k];
 			break;
 		}
-	fail(err, errlen, "duplicate key '%s' in header", dup);
+	lp_fail(err, errlen, "duplicate key '%s' in header", dup);
 	for (long k = 0; k < keys; k++)
 		free(names[k]);
 	free(names);
@@ -183,15 +172,15 @@ static int parse_metadata(lp_st_file *f, jv m, char *err, size_t errlen)
 	}
 	if (jv_get_kind(m) != JV_KIND_OBJECT) {
 		jv_free(m);
-		return fail(err, errlen, "__metadata__ is not an object");
+		return lp_fail(err, errlen, "__metadata__ is not an object");
 	}
 	f->meta = lp_calloc(2 * jv_object_length(jv_copy(m)), sizeof *f->meta);
 	jv_object_foreach(m, k, v) {
 		char *key = take_string(k), *val = take_string(v);
 		if (!rc && !key)
-			rc = fail(err, errlen, "__metadata__: a key contains a NUL byte");
+			rc = lp_fail(err, errlen, "__metadata__: a key contains a NUL byte");
 		else if (!rc && !val)
-			rc = fail(err, errlen, "__metadata__: value of '%s' is not a string "
+			rc = lp_fail(err, errlen, "__metadata__: value of '%s' is not a string "
 					"without NUL", key);
 		if (!rc) {
 			f->meta[2 * f->nmeta] = key;
@@ -212,35 +201,35 @@ static int parse_tensor(lp_st_tensor *t, jv e, uint64_t datalen, char *err, size
 	const char *name = t->name;
 	if (jv_get_kind(e) != JV_KIND_OBJECT) {
 		jv_free(e);
-		return fail(err, errlen, "tensor '%s': entry is not an object", name);
+		return lp_fail(err, errlen, "tensor '%s': entry is not an object", name);
 	}
 	jv dt = jv_object_get(jv_copy(e), jv_string("dtype"));
 	jv shape = jv_object_get(jv_copy(e), jv_string("shape"));
 	jv offs = jv_object_get(e, jv_string("data_offsets"));
 	int rc = -1;
 	if (jv_get_kind(dt) != JV_KIND_STRING)
-		fail(err, errlen, "tensor '%s': dtype missing or not a string", name);
+		lp_fail(err, errlen, "tensor '%s': dtype missing or not a string", name);
 	else if (!(t->dtype = st_dtype_parse(jv_string_value(dt))))
-		fail(err, errlen, "tensor '%s': unknown or unsupported dtype '%s'", name,
+		lp_fail(err, errlen, "tensor '%s': unknown or unsupported dtype '%s'", name,
 				jv_string_value(dt));
 	else if (jv_get_kind(shape) != JV_KIND_ARRAY)
-		fail(err, errlen, "tensor '%s': shape missing or not an array", name);
+		lp_fail(err, errlen, "tensor '%s': shape missing or not an array", name);
 	else if ((t->rank = jv_array_length(jv_copy(shape))) > LP_ST_MAX_RANK)
-		fail(err, errlen, "tensor '%s': rank %d exceeds %d", name, t->rank, LP_ST_MAX_RANK);
+		lp_fail(err, errlen, "tensor '%s': rank %d exceeds %d", name, t->rank, LP_ST_MAX_RANK);
 	else if (jv_get_kind(offs) != JV_KIND_ARRAY || jv_array_length(jv_copy(offs)) != 2 ||
 			take_uint(jv_array_get(jv_copy(offs), 0), &t->begin) ||
 			take_uint(jv_array_get(jv_copy(offs), 1), &t->end))
-		fail(err, errlen, "tensor '%s': data_offsets is not [begin, end] of "
+		lp_fail(err, errlen, "tensor '%s': data_offsets is not [begin, end] of "
 				"non-negative integers", name);
 	else
 		rc = 0;
 	t->numel = 1;
 	for (int i = 0; rc == 0 && i < t->rank; i++) {
 		if (take_uint(jv_array_get(jv_copy(shape), i), &t->shape[i]))
-			rc = fail(err, errlen, "tensor '%s': shape[%d] is not a non-negative "
+			rc = lp_fail(err, errlen, "tensor '%s': shape[%d] is not a non-negative "
 					"integer", name, i);
 		else if (__builtin_mul_overflow(t->numel, t->shape[i], &t->numel))
-			rc = fail(err, errlen, "tensor '%s': shape overflows", name);
+			rc = lp_fail(err, errlen, "tensor '%s': shape overflows", name);
 	}
 	jv_free(dt);
 	jv_free(shape);
@@ -248,14 +237,14 @@ static int parse_tensor(lp_st_tensor *t, jv e, uint64_t datalen, char *err, size
 	if (rc)
 		return rc;
 	if (__builtin_mul_overflow(t->numel, lp_dtype_size(t->dtype), &t->nbytes))
-		return fail(err, errlen, "tensor '%s': shape overflows", name);
+		return lp_fail(err, errlen, "tensor '%s': shape overflows", name);
 	if (t->end < t->begin || t->end - t->begin != t->nbytes)
-		return fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] do not hold "
+		return lp_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] do not hold "
 				"the %llu bytes its shape and dtype need", name,
 				(unsigned long long)t->begin, (unsigned long long)t->end,
 				(unsigned long long)t->nbytes);
 	if (t->end > datalen)
-		return fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] lie outside "
+		return lp_fail(err, errlen, "tensor '%s': data_offsets [%llu, %llu] lie outside "
 				"the data area of %llu bytes", name, (unsigned long long)t->begin,
 				(unsigned long long)t->end, (unsigned long long)datalen);
 	return 0;
@@ -283,17 +272,17 @@ static int check_tiling(lp_st_file *f, uint64_t datalen, char *err, size_t errle
 	for (size_t i = 0; i < f->n; i++) {
 		const lp_st_tensor *t = &f->tensors[i];
 		if (t->begin < at)
-			return fail(err, errlen, "tensor '%s': data [%llu, %llu) overlaps tensor '%s'",
+			return lp_fail(err, errlen, "tensor '%s': data [%llu, %llu) overlaps tensor '%s'",
 					t->name, (unsigned long long)t->begin,
 					(unsigned long long)t->end, f->tensors[i - 1].name);
 		if (t->begin > at)
-			return fail(err, errlen, "tensor '%s': bytes [%llu, %llu) before it belong "
+			return lp_fail(err, errlen, "tensor '%s': bytes [%llu, %llu) before it belong "
 					"to no tensor", t->name, (unsigned long long)at,
 					(unsigned long long)t->begin);
 		at = t->end;
 	}
 	if (at != datalen)
-		return fail(err, errlen, "bytes [%llu, %llu) at the end of the data area belong "
+		return lp_fail(err, errlen, "bytes [%llu, %llu) at the end of the data area belong "
 				"to no tensor", (unsigned long long)at, (unsigned long long)datalen);
 	return 0;
 }
@@ -304,21 +293,21 @@ static int parse_header(lp_st_file *f, const char *h, size_t hlen, uint64_t data
 {
 	long keys = scan_keys(h, hlen, NULL);
 	if (keys == -1)
-		return fail(err, errlen, "header nests deeper than %d levels", MAX_DEPTH);
+		return lp_fail(err, errlen, "header nests deeper than %d levels", MAX_DEPTH);
 	if (keys == -2)
-		return fail(err, errlen, "header is not valid JSON: a string follows a value "
+		return lp_fail(err, errlen, "header is not valid JSON: a string follows a value "
 				"without ',' or ':'");
 	jv top = jv_parse_sized(h, (int)hlen);
 	if (jv_get_kind(top) == JV_KIND_INVALID) {
 		jv msg = jv_invalid_get_msg(top);
-		fail(err, errlen, "header is not valid JSON: %s",
+		lp_fail(err, errlen, "header is not valid JSON: %s",
 				jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "?");
 		jv_free(msg);
 		return -1;
 	}
 	if (jv_get_kind(top) != JV_KIND_OBJECT) {
 		jv_free(top);
-		return fail(err, errlen, "header is not a JSON object");
+		return lp_fail(err, errlen, "header is not a JSON object");
 	}
 	if (jv_object_length(jv_copy(top)) != keys) {
 		jv_free(top);
@@ -335,7 +324,7 @@ static int parse_header(lp_st_file *f, const char *h, size_t hlen, uint64_t data
 			rc = parse_metadata(f, v, err, errlen);
 		} else if (!(f->tensors[f->n].name = take_string(k))) {
 			jv_free(v);
-			rc = fail(err, errlen, "a tensor name contains a NUL byte");
+			rc = lp_fail(err, errlen, "a tensor name contains a NUL byte");
 		} else {
 			rc = parse_tensor(&f->tensors[f->n++], v, datalen, err, errlen);
 		}
@@ -351,22 +340,22 @@ int lp_st_parse(const void *buf, size_t n, lp_st_file *f, char *err, size_t errl
 	f->base = p;
 	f->size = n;
 	if (n < 8)
-		return fail(err, errlen, "file of %zu bytes is too short for a safetensors "
+		return lp_fail(err, errlen, "file of %zu bytes is too short for a safetensors "
 				"header", n);
 	uint64_t hlen = 0;
 	for (int i = 7; i >= 0; i--)
 		hlen = hlen << 8 | p[i];
 	if (hlen > LP_ST_MAX_HEADER)
-		return fail(err, errlen, "header length %llu exceeds the limit of %u bytes",
+		return lp_fail(err, errlen, "header length %llu exceeds the limit of %u bytes",
 				(unsigned long long)hlen, LP_ST_MAX_HEADER);
 	if (hlen > n - 8)
-		return fail(err, errlen, "header length %llu runs past the end of the file "
+		return lp_fail(err, errlen, "header length %llu runs past the end of the file "
 				"(%zu bytes)", (unsigned long long)hlen, n);
 	if (hlen == 0 || p[8] != '{')
-		return fail(err, errlen, "header does not start with '{'");
+		return lp_fail(err, errlen, "header does not start with '{'");
 	size_t bad = utf8_check(p + 8, hlen);
 	if (bad < hlen)
-		return fail(err, errlen, "header is not valid UTF-8 at byte %zu", 8 + bad);
+		return lp_fail(err, errlen, "header is not valid UTF-8 at byte %zu", 8 + bad);
 	f->header_len = hlen;
 	uint64_t datalen = n - 8 - hlen;
 	if (parse_header(f, (const char *)p + 8, hlen, datalen, err, errlen)) {

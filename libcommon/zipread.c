@@ -22,17 +22,6 @@
 #define SIG_CDIR 0x02014b50u
 #define SIG_LOCAL 0x04034b50u
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 static uint32_t rd16(const uint8_t *p) { return p[0] | (uint32_t)p[1] << 8; }
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | rd16(p + 2) << 16; }
 static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
@@ -77,7 +66,7 @@ int lp_zip_check_crc(const lp_zip_entry *e, char *err, size_t errlen)
 {
 	uint32_t crc = lp_crc32(0, e->data, e->size);
 	if (crc != e->crc)
-		return fail(err, errlen, "zip entry '%s': CRC-32 is %08x, the directory says "
+		return lp_fail(err, errlen, "zip entry '%s': CRC-32 is %08x, the directory says "
 				"%08x (the file is corrupt)", e->name, crc, e->crc);
 	return 0;
 }
@@ -105,17 +94,17 @@ static int read_end(const uint8_t *p, size_t n, struct cdir *cd, char *err, size
 {
 	size_t e;
 	if (find_eocd(p, n, &e))
-		return fail(err, errlen, n >= 4 && rd32(p) == SIG_LOCAL ?
+		return lp_fail(err, errlen, n >= 4 && rd32(p) == SIG_LOCAL ?
 				"zip end record not found (the archive is truncated)" :
 				"not a zip archive (PyTorch checkpoints are zip files since "
 				"PyTorch 1.6; re-save an older one with a newer torch)");
 	if (rd16(p + e + 4) != 0 || rd16(p + e + 6) != 0)
-		return fail(err, errlen, "multi-disk zip archives are not supported");
+		return lp_fail(err, errlen, "multi-disk zip archives are not supported");
 	cd->count = rd16(p + e + 10);
 	cd->size = rd32(p + e + 12);
 	cd->offset = rd32(p + e + 16);
 	if (rd16(p + e + 8) != cd->count)
-		return fail(err, errlen, "zip end record: %u entries on this disk, %u in all",
+		return lp_fail(err, errlen, "zip end record: %u entries on this disk, %u in all",
 				rd16(p + e + 8), (unsigned)cd->count);
 	if (e < 20 || rd32(p + e - 20) != SIG_EOCD64_LOC)
 		return 0;
@@ -123,15 +112,15 @@ static int read_end(const uint8_t *p, size_t n, struct cdir *cd, char *err, size
 	const uint8_t *loc = p + e - 20;
 	uint64_t off = rd64(loc + 8);
 	if (rd32(loc + 4) != 0 || rd32(loc + 16) > 1)
-		return fail(err, errlen, "multi-disk zip archives are not supported");
+		return lp_fail(err, errlen, "multi-disk zip archives are not supported");
 	if (off > e - 20 || e - 20 - off < 56 || rd32(p + off) != SIG_EOCD64)
-		return fail(err, errlen, "zip64 end record not found at byte %llu",
+		return lp_fail(err, errlen, "zip64 end record not found at byte %llu",
 				(unsigned long long)off);
 	const uint8_t *r = p + off;
 	if (rd32(r + 16) != 0 || rd32(r + 20) != 0)
-		return fail(err, errlen, "multi-disk zip archives are not supported");
+		return lp_fail(err, errlen, "multi-disk zip archives are not supported");
 	if (rd64(r + 24) != rd64(r + 32))
-		return fail(err, errlen, "zip64 end record: %llu entries on this disk, %llu in all",
+		return lp_fail(err, errlen, "zip64 end record: %llu entries on this disk, %llu in all",
 				(unsigned long long)rd64(r + 24), (unsigned long long)rd64(r + 32));
 	cd->count = rd64(r + 32);
 	cd->size = rd64(r + 40);
@@ -177,31 +166,31 @@ static int read_entry(const uint8_t *p, size_t n, const uint8_t *h, lp_zip_entry
 	uint32_t nlen = rd16(h + 28), xlen = rd16(h + 30);
 	e->crc = rd32(h + 16);
 	if (zip64_extra(h + 46 + nlen, xlen, &usize, &csize, &off))
-		return fail(err, errlen, "zip entry '%s': malformed zip64 extra field", e->name);
+		return lp_fail(err, errlen, "zip entry '%s': malformed zip64 extra field", e->name);
 	if (flags & 1)
-		return fail(err, errlen, "zip entry '%s' is encrypted", e->name);
+		return lp_fail(err, errlen, "zip entry '%s' is encrypted", e->name);
 	if (method != 0)
-		return fail(err, errlen, "zip entry '%s' is compressed (method %u%s); PyTorch "
+		return lp_fail(err, errlen, "zip entry '%s' is compressed (method %u%s); PyTorch "
 				"checkpoints store entries uncompressed: re-save it with "
 				"torch.save", e->name, method, method == 8 ? ", deflate" : "");
 	if (csize != usize)
-		return fail(err, errlen, "zip entry '%s' is stored but its sizes differ "
+		return lp_fail(err, errlen, "zip entry '%s' is stored but its sizes differ "
 				"(%llu and %llu)", e->name, (unsigned long long)csize,
 				(unsigned long long)usize);
 	if (off > n || n - off < 30 || rd32(p + off) != SIG_LOCAL)
-		return fail(err, errlen, "zip entry '%s': no local header at byte %llu",
+		return lp_fail(err, errlen, "zip entry '%s': no local header at byte %llu",
 				e->name, (unsigned long long)off);
 	const uint8_t *l = p + off;
 	uint64_t lname = rd16(l + 26), lextra = rd16(l + 28);
 	if (n - off - 30 < lname + lextra)
-		return fail(err, errlen, "zip entry '%s': local header runs past the end",
+		return lp_fail(err, errlen, "zip entry '%s': local header runs past the end",
 				e->name);
 	if (lname != nlen || memcmp(l + 30, h + 46, nlen))
-		return fail(err, errlen, "zip entry '%s': local header names another file",
+		return lp_fail(err, errlen, "zip entry '%s': local header names another file",
 				e->name);
 	uint64_t start = off + 30 + lname + lextra;
 	if (usize > n - start)
-		return fail(err, errlen, "zip entry '%s': %llu bytes of data at byte %llu run "
+		return lp_fail(err, errlen, "zip entry '%s': %llu bytes of data at byte %llu run "
 				"past the end of the archive (%zu bytes)", e->name,
 				(unsigned long long)usize, (unsigned long long)start, n);
 	e->size = usize;
@@ -221,25 +210,25 @@ static int read_cdir(lp_zip *z, const struct cdir *cd, char *err, size_t errlen)
 	const uint8_t *p = z->base;
 	size_t n = z->size;
 	if (cd->offset > n || cd->size > n - cd->offset)
-		return fail(err, errlen, "zip central directory (%llu bytes at byte %llu) lies "
+		return lp_fail(err, errlen, "zip central directory (%llu bytes at byte %llu) lies "
 				"outside the archive", (unsigned long long)cd->size,
 				(unsigned long long)cd->offset);
 	if (cd->count > LP_ZIP_MAX_ENTRIES || cd->count > cd->size / 46)
-		return fail(err, errlen, "zip end record claims %llu entries in a %llu-byte "
+		return lp_fail(err, errlen, "zip end record claims %llu entries in a %llu-byte "
 				"central directory", (unsigned long long)cd->count,
 				(unsigned long long)cd->size);
 	z->e = lp_calloc(cd->count ? cd->count : 1, sizeof *z->e);
 	const uint8_t *h = p + cd->offset, *end = h + cd->size;
 	for (uint64_t i = 0; i < cd->count; i++) {
 		if (end - h < 46 || rd32(h) != SIG_CDIR)
-			return fail(err, errlen, "zip central directory entry %llu is malformed",
+			return lp_fail(err, errlen, "zip central directory entry %llu is malformed",
 					(unsigned long long)i);
 		size_t nlen = rd16(h + 28), rest = nlen + rd16(h + 30) + rd16(h + 32);
 		if ((size_t)(end - h - 46) < rest)
-			return fail(err, errlen, "zip central directory entry %llu runs past "
+			return lp_fail(err, errlen, "zip central directory entry %llu runs past "
 					"the directory", (unsigned long long)i);
 		if (nlen == 0 || memchr(h + 46, 0, nlen))
-			return fail(err, errlen, "zip central directory entry %llu has an "
+			return lp_fail(err, errlen, "zip central directory entry %llu has an "
 					"empty name or one with a NUL", (unsigned long long)i);
 		lp_zip_entry *e = &z->e[z->n++];
 		e->name = lp_malloc(nlen + 1);
@@ -255,7 +244,7 @@ static int read_cdir(lp_zip *z, const struct cdir *cd, char *err, size_t errlen)
 	qsort_r(z->by_name, z->n, sizeof *z->by_name, by_name, z->e);
 	for (size_t i = 1; i < z->n; i++)
 		if (!strcmp(z->e[z->by_name[i]].name, z->e[z->by_name[i - 1]].name))
-			return fail(err, errlen, "zip entry '%s' appears twice",
+			return lp_fail(err, errlen, "zip entry '%s' appears twice",
 					z->e[z->by_name[i]].name);
 	return 0;
 }
