@@ -17,7 +17,11 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wvla -Wformat=2
 CFLAGS  ?=
 CFLAGS  += -std=c11 $(OPT) $(SAN) $(WARN) -Wstrict-prototypes -fopenmp
 CXXFLAGS += -std=c++17 $(OPT) $(SAN) $(WARN)
-CPPFLAGS += -D_GNU_SOURCE -Ilibcommon -Ikernels -MMD -MP
+# kernels/ sees only libcommon/base; everything else sees every layer by path
+# ("formats/frames.h") and base through kernels.h.
+CPPFLAGS += -D_GNU_SOURCE -MMD -MP
+INC_KERNELS := -Ilibcommon/base -Ikernels
+INC_COMMON  := -Ilibcommon -Ilibcommon/base -Ikernels
 LDFLAGS += $(SAN) -fopenmp
 LDLIBS  += -ljq -lzstd -lxxhash -lsentencepiece -lpthread -lm
 
@@ -42,8 +46,12 @@ endif
 LDLIBS += -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed
 
 TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
-LIB_C   := $(wildcard libcommon/*.c)
-LIB_CXX := $(wildcard libcommon/*.cc)
+# libcommon in layers (see README): base/ is an archive of its own so that
+# libcommon.a, libkernels.a and libbase.a link in that order, without groups.
+BASE_C  := $(wildcard libcommon/base/*.c)
+BASE_OBJ := $(BASE_C:%.c=$(O)/%.o)
+LIB_C   := $(filter-out $(BASE_C),$(wildcard libcommon/*/*.c))
+LIB_CXX := $(wildcard libcommon/*/*.cc)
 LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CXX:%.cc=$(O)/%.o)
 UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
 FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
@@ -53,19 +61,23 @@ all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(INC_COMMON) $(CFLAGS) -c -o $@ $<
 
 $(O)/%.o: %.cc
 	@mkdir -p $(@D)
-	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
+	$(CXX) $(CPPFLAGS) $(INC_COMMON) $(CXXFLAGS) -c -o $@ $<
 
-$(O)/kernels/cpu/%.o: kernels/cpu/%.c
+$(O)/kernels/%.o: kernels/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(BLAS_CFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(INC_KERNELS) $(BLAS_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(O)/%.o: %.cu
 	@mkdir -p $(@D)
-	$(NVCC) $(NVCCFLAGS) -Ilibcommon -Ikernels -c -o $@ $<
+	$(NVCC) $(NVCCFLAGS) $(INC_KERNELS) -c -o $@ $<
+
+$(O)/libbase.a: $(BASE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
 $(O)/libcommon.a: $(LIB_OBJ)
 	@rm -f $@
@@ -75,35 +87,37 @@ $(O)/libkernels.a: $(KERNEL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The archives in link order, whatever order the rules listed them in.
+ARCHIVES = $(filter %/libcommon.a,$^) $(filter %/libkernels.a,$^) $(filter %/libbase.a,$^)
+
 # Tools link with the C++ driver because the tokenizer wrapper is C++.
 # Those that compute link the kernels too.
 KERNEL_TOOLS := gen lora-train lora-merge
 $(foreach t,$(KERNEL_TOOLS),$(eval $(BIN)/$(t): $(O)/libkernels.a))
-$(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a
+$(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ARCHIVES) $(LDLIBS)
 
 # C unit tests: one binary per t/unit/*.c, run by the t/*.t that names it.
 # Those that compute link the kernels too.
 KERNEL_UNITS := kernels_cpu llama_logits
 $(foreach u,$(KERNEL_UNITS),$(eval $(O)/t/$(u): $(O)/libkernels.a))
-$(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a
+$(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)
-	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ARCHIVES) $(LDLIBS)
 
 # Fuzz targets built with a plain driver that replays files (used by the
 # test suite on the seed corpora); `make fuzz` builds them for libFuzzer.
-$(O)/t/fuzz-%: $(O)/t/fuzz/%.o $(O)/t/fuzz/driver.o $(O)/libcommon.a
+$(O)/t/fuzz-%: $(O)/t/fuzz/%.o $(O)/t/fuzz/driver.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # GPU differential test: t/gpu/ops.c checks the CUDA backend against the
 # CPU backend op by op; t/gpu/run.sh runs it on a GPU machine (not `make
-# check`). It links only common.o, dtype.o and the kernels, so it builds
-# where jq, zstd and sentencepiece are not installed.
-GPU_TEST_OBJ := $(O)/t/gpu/ops.o $(O)/libcommon/common.o $(O)/libcommon/dtype.o
+# check`). It links only the kernels and libcommon/base, so it builds where
+# jq, zstd and sentencepiece are not installed.
 gpu-test: $(O)/t/gpu-ops
-$(O)/t/gpu-ops: $(GPU_TEST_OBJ) $(O)/libkernels.a
+$(O)/t/gpu-ops: $(O)/t/gpu/ops.o $(O)/libkernels.a $(O)/libbase.a
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed -lpthread -lm
 $(O)/t/gpu/ops.o: CPPFLAGS += $(if $(KERNEL_CU),-I$(CUDA_HOME)/include -DLP_HAVE_CUDA)
@@ -129,7 +143,7 @@ fuzz:
 	$(MAKE) O=build/fuzz BIN=build/fuzz/bin CC=$(FUZZCC) CXX=clang++ \
 		OPT="-O1 -g" SAN="-fsanitize=fuzzer-no-link,address,undefined" fuzz-targets
 fuzz-targets: $(FUZZ:%=$(O)/fuzz-%)
-$(O)/fuzz-%: $(O)/t/fuzz/%.o $(O)/libcommon.a
+$(O)/fuzz-%: $(O)/t/fuzz/%.o $(O)/libcommon.a $(O)/libbase.a
 	$(CXX) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 deps:

@@ -1,6 +1,6 @@
 #!/bin/sh
 # PyTorch checkpoints are pickles, and a pickle can run anything while it is
-# loaded. The reader (libcommon/pickle.c) runs nothing: checkpoints whose
+# loaded. The reader (libcommon/formats/pickle.c) runs nothing: checkpoints whose
 # pickle names os.system, eval or any global outside a state dict's few,
 # calls a whitelisted name it may not call, or uses an opcode a state dict
 # does not need are refused with an error naming it, and the payload never

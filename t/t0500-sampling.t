@@ -1,6 +1,6 @@
 #!/bin/sh
-# Logits processors, token draws and the search loops (libcommon/sampling.c,
-# libcommon/beam.c): the C unit tests, then every processor, the processor
+# Logits processors, token draws and the search loops (libcommon/generate/sampling.c,
+# libcommon/generate/beam.c): the C unit tests, then every processor, the processor
 # list generate() builds, greedy, beam and group beam search against Hugging
 # Face transformers (t/ref/processors.py, through the unit program's driver
 # modes).

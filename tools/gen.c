@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "generate.h"
-#include "jsonl.h"
-#include "template.h"
+#include "base/common.h"
+#include "generate/generate.h"
+#include "formats/jsonl.h"
+#include "text/template.h"
 
 static const char usage[] =
 	"usage: gen -M MODEL [-A ADAPTER]... [options] [FILE...]\n"

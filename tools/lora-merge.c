@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "dtype.h"
-#include "merge.h"
-#include "model_files.h"
+#include "base/common.h"
+#include "base/dtype.h"
+#include "merge/merge.h"
+#include "model/model_files.h"
 
 static const char usage[] =
 	"usage: lora-merge [-M BASE] [-A ADAPTER]... -o OUT [options]\n"

@@ -19,15 +19,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter_files.h"
-#include "common.h"
+#include "model/adapter_files.h"
+#include "base/common.h"
 #include "kernels.h"
-#include "llama_train.h"
-#include "model_files.h"
-#include "reader.h"
-#include "spm_model.h"
-#include "train_io.h"
-#include "trainer.h"
+#include "train/llama_train.h"
+#include "model/model_files.h"
+#include "base/reader.h"
+#include "formats/spm_model.h"
+#include "train/train_io.h"
+#include "train/trainer.h"
 
 static const char usage[] =
 "usage: lora-train -M BASE -o OUT [options] < examples.frames\n"

@@ -13,10 +13,10 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "common.h"
-#include "instr.h"
-#include "jsonl.h"
-#include "reader.h"
+#include "base/common.h"
+#include "text/instr.h"
+#include "formats/jsonl.h"
+#include "base/reader.h"
 
 static const char usage[] =
 	"usage: mkinstr [options] [FILE...]\n"

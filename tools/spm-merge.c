@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "spm_model.h"
+#include "base/common.h"
+#include "formats/spm_model.h"
 
 static const char usage[] =
 	"usage: spm-merge [options] BASE.model [EXTRA.model...] > OUT.model\n"

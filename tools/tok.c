@@ -17,14 +17,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "framejson.h"
-#include "frames.h"
-#include "jsonl.h"
-#include "reader.h"
-#include "spm.h"
-#include "template.h"
-#include "tokbatch.h"
+#include "base/common.h"
+#include "formats/framejson.h"
+#include "formats/frames.h"
+#include "formats/jsonl.h"
+#include "base/reader.h"
+#include "text/spm.h"
+#include "text/template.h"
+#include "text/tokbatch.h"
 
 #define IGNORE_INDEX (-100)
 #define BATCH_RECORDS 2048

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common.h"
+#include "base/common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

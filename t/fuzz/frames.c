@@ -2,8 +2,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "frames.h"
-#include "reader.h"
+#include "formats/frames.h"
+#include "base/reader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

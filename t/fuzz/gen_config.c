@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "beam.h"
-#include "sampling.h"
+#include "generate/beam.h"
+#include "generate/sampling.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,11 +1,11 @@
-/* Fuzz target for the mkinstr converters (libcommon/instr.c): the format
+/* Fuzz target for the mkinstr converters (libcommon/text/instr.c): the format
  * sniffer, the NER tag-column parser fed line by line, and the MSRA,
  * Alpaca and shaped-JSON converters on every line that parses as JSON. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "instr.h"
+#include "text/instr.h"
 
 static void keep(int r, jv rec)
 {

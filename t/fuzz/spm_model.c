@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spm_model.h"
+#include "formats/spm_model.h"
 
 static void check(int cond)
 {

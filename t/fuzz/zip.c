@@ -4,8 +4,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model_files.h"
-#include "zipread.h"
+#include "model/model_files.h"
+#include "formats/zipread.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -34,8 +34,8 @@
 #include <cuda_runtime_api.h>
 #endif
 
-#include "common.h"
-#include "half.h"
+#include "base/common.h"
+#include "base/half.h"
 #include "kernels.h"
 
 #define ACT 0           /* tensor dtype: the activation dtype of the run */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""processors.py: libcommon/sampling.c and beam.c against Hugging Face.
+"""processors.py: libcommon/generate/sampling.c and beam.c against Hugging Face.
 
     processors.py procs    DRIVER   each LogitsProcessor class alone
     processors.py pipeline DRIVER   the list generate() builds for a config

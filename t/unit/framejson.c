@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "framejson.h"
-#include "frames.h"
-#include "template.h"
+#include "formats/framejson.h"
+#include "formats/frames.h"
+#include "text/template.h"
 #include "tap.h"
 
 /* Write frames with w_fn, read them back as one record, print it. */

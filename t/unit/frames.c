@@ -3,9 +3,9 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "common.h"
-#include "frames.h"
-#include "reader.h"
+#include "base/common.h"
+#include "formats/frames.h"
+#include "base/reader.h"
 #include "tap.h"
 
 /* Write frames into a memory buffer through open_memstream. */

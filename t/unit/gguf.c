@@ -2,9 +2,9 @@
  * gguf Python package: gguf OUT.gguf */
 #include <stdlib.h>
 
-#include "common.h"
-#include "gguf.h"
-#include "half.h"
+#include "base/common.h"
+#include "formats/gguf.h"
+#include "base/half.h"
 
 /* values the Python side recomputes exactly: ((37 i + 11 k) % 201 - 100) / 16 */
 static float val(size_t i, int k) { return (float)((int)((37 * i + 11 * k) % 201) - 100) / 16.0f; }

@@ -1,7 +1,7 @@
 /* half.c: f16 and bf16 conversions of half.h. */
 #include <math.h>
 
-#include "half.h"
+#include "base/half.h"
 #include "tap.h"
 
 int main(void)

@@ -33,8 +33,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "common.h"
-#include "half.h"
+#include "base/common.h"
+#include "base/half.h"
 #include "kernels.h"
 #include "tap.h"
 

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "llama.h"
+#include "base/common.h"
+#include "model/llama.h"
 
 int main(int argc, char **argv)
 {

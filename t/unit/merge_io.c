@@ -10,14 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "atomic_dir.h"
-#include "common.h"
-#include "dtype.h"
-#include "json_edit.h"
-#include "pickle.h"
-#include "pth_write.h"
+#include "base/atomic_dir.h"
+#include "base/common.h"
+#include "base/dtype.h"
+#include "formats/json_edit.h"
+#include "formats/pickle.h"
+#include "formats/pth_write.h"
 #include "tap.h"
-#include "zipread.h"
+#include "formats/zipread.h"
 
 struct spec {
 	const char *name;

@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_files.h"
-#include "common.h"
-#include "model_config.h"
-#include "model_files.h"
-#include "zipread.h"
+#include "model/adapter_files.h"
+#include "base/common.h"
+#include "model/model_config.h"
+#include "model/model_files.h"
+#include "formats/zipread.h"
 
 static void print_tensor(const char *label, const lp_mf_tensor *t)
 {

@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_files.h"
-#include "common.h"
-#include "model_config.h"
-#include "model_files.h"
-#include "pickle.h"
+#include "model/adapter_files.h"
+#include "base/common.h"
+#include "model/model_config.h"
+#include "model/model_files.h"
+#include "formats/pickle.h"
 #include "tap.h"
-#include "zipread.h"
+#include "formats/zipread.h"
 
 /* ---- a byte buffer ---- */
 

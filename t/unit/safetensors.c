@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "safetensors.h"
+#include "base/common.h"
+#include "formats/safetensors.h"
 #include "tap.h"
 
 /* ---- fixtures ---- */

@@ -1,4 +1,4 @@
-/* sampling.c: unit tests for libcommon/sampling.c and beam.c, and the
+/* sampling.c: unit tests for libcommon/generate/sampling.c and beam.c, and the
  * driver the Hugging Face reference test (t/t0500-sampling.t with
  * t/ref/processors.py) talks to.
  *
@@ -23,9 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "beam.h"
-#include "common.h"
-#include "sampling.h"
+#include "generate/beam.h"
+#include "base/common.h"
+#include "generate/sampling.h"
 #include "tap.h"
 
 /* ---- the fake model: logits as a fixed function of the prefix ----

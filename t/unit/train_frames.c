@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common.h"
-#include "frames.h"
-#include "reader.h"
+#include "base/common.h"
+#include "formats/frames.h"
+#include "base/reader.h"
 
 static int32_t *ints(jv a, size_t *n, const char *what, unsigned long line)
 {

@@ -1,0 +1,51 @@
+/* generate.h: drive a search (beam.h) with the model (llama.h): prefill the
+ * prompt once, copy its cache to every row, then one token per row per
+ * step, reordering the cache as beams move. Stop strings, the time limit
+ * and an interrupt flag end generation as Hugging Face's stopping criteria
+ * do; finish reasons say which. Also teacher-forced scoring. */
+#ifndef LP_GENERATE_H
+#define LP_GENERATE_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "generate/beam.h"
+#include "model/llama.h"
+#include "generate/sampling.h"
+#include "text/spm.h"
+
+typedef struct {
+	int32_t *ids;           /* generated tokens, without the final eos */
+	int n;
+	char *text;             /* decoded, NUL-terminated */
+	size_t text_len;        /* bytes of text: a <0x00> byte piece puts a NUL inside */
+	const char *finish;     /* "eos", "length", "stop", "time", "interrupted" */
+	float score;            /* beam score; 0 for greedy and sampling */
+} lp_gen_output;
+
+typedef struct {
+	const lp_llama *model;
+	lp_llama_state *state;          /* B >= rows of the search, Tmax >= max length */
+	const lp_spm *tok;
+	const lp_gen_config *cfg;
+	volatile sig_atomic_t *interrupt;       /* may be NULL */
+	/* called with the newly decoded text of row 0 after each step, when
+	 * there is one row (greedy or sampling of one sequence) */
+	void (*stream)(void *ctx, const char *text);
+	void *stream_ctx;
+} lp_generator;
+
+/* Rows and context the state needs for cfg and a prompt of n tokens. */
+void lp_generate_needs(const lp_gen_config *cfg, int n_prompt, int max_positions,
+		int *rows, int *max_len);
+/* Generate from prompt; *out gets num_return_sequences outputs (free with
+ * lp_gen_outputs_free). 0, or -1 with a message in err. */
+int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_output **out,
+		int *nout, char *err, size_t errlen);
+void lp_gen_outputs_free(lp_gen_output *o, int n);
+
+/* Sum of log p(ids[t] | ids[<t]) for t in [from, n), teacher-forced; the
+ * state must have all_logits, B >= 1, T >= n and Tmax >= n. */
+double lp_score(const lp_llama *m, lp_llama_state *s, const int32_t *ids, int n, int from);
+
+#endif

@@ -1,0 +1,352 @@
+/* trainer.c: data, micro-batches, accumulation, clipping, AdamW and the
+ * learning-rate schedule (see trainer.h for what each follows). */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "base/common.h"
+#include "formats/frames.h"
+
+#define IGNORE (-100)
+
+/* ---- data ---- */
+
+/* A rank-1 integer frame as i32 into out (n elements); -1 if not one. */
+static int frame_ints(const lp_frame *f, int32_t *out)
+{
+	uint64_t n = lp_frame_numel(f);
+	for (uint64_t i = 0; i < n; i++) {
+		int64_t v;
+		if (f->dtype == LP_I32)
+			v = ((const int32_t *)f->data)[i];
+		else
+			v = ((const int64_t *)f->data)[i];
+		if (v < INT32_MIN || v > INT32_MAX)
+			return -1;
+		out[i] = (int32_t)v;
+	}
+	return 0;
+}
+
+static int int_vector(const lp_frame *f)
+{
+	return f && f->rank == 1 && (f->dtype == LP_I32 || f->dtype == LP_I64);
+}
+
+int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_t errlen)
+{
+	lp_record rec = {0};
+	size_t cap = 0, ocap = 0;
+	memset(d, 0, sizeof *d);
+	lp_grow((void **)&d->off, &ocap, 1, sizeof *d->off);
+	d->off[0] = 0;
+	size_t lcap = 0;
+	int rc;
+	XXH3_state_t *h = XXH3_createState();
+	XXH3_64bits_reset(h);
+	while ((rc = lp_record_read(r, &rec)) == 1) {
+		const lp_frame *fi = lp_record_get(&rec, "input_ids");
+		const lp_frame *fl = lp_record_get(&rec, "labels");
+		unsigned long long at = (unsigned long long)rec.offset;
+		if (!int_vector(fi)) {
+			snprintf(err, errlen, "record %zu (byte %llu): no rank-1 integer frame "
+					"'input_ids'", d->n + 1, at);
+			goto fail;
+		}
+		uint64_t n = lp_frame_numel(fi);
+		if (fl && (!int_vector(fl) || lp_frame_numel(fl) != n)) {
+			snprintf(err, errlen, "record %zu (byte %llu): 'labels' is not an integer "
+					"vector of the length of input_ids (%llu)", d->n + 1, at,
+					(unsigned long long)n);
+			goto fail;
+		}
+		if (n == 0)
+			continue; /* nothing to learn from */
+		if (n > INT32_MAX / 2) {
+			snprintf(err, errlen, "record %zu (byte %llu): %llu tokens is too long", d->n + 1,
+					at, (unsigned long long)n);
+			goto fail;
+		}
+		size_t base = d->off[d->n];
+		lp_grow((void **)&d->ids, &cap, base + n, sizeof *d->ids);
+		lp_grow((void **)&d->labels, &lcap, base + n, sizeof *d->labels);
+		int32_t *ids = d->ids + base, *lab = d->labels + base;
+		if (frame_ints(fi, ids) != 0 || (fl && frame_ints(fl, lab) != 0)) {
+			snprintf(err, errlen, "record %zu (byte %llu): a value does not fit 32 bits",
+					d->n + 1, at);
+			goto fail;
+		}
+		if (!fl)
+			memcpy(lab, ids, n * sizeof *ids);
+		for (uint64_t i = 0; i < n; i++) {
+			if (ids[i] < 0 || ids[i] >= vocab) {
+				snprintf(err, errlen, "record %zu (byte %llu): input_ids[%llu] = %d is "
+						"outside the model's vocabulary of %lld", d->n + 1, at,
+						(unsigned long long)i, ids[i], (long long)vocab);
+				goto fail;
+			}
+			if (lab[i] != IGNORE && (lab[i] < 0 || lab[i] >= vocab)) {
+				snprintf(err, errlen, "record %zu (byte %llu): labels[%llu] = %d is "
+						"outside the model's vocabulary of %lld", d->n + 1, at,
+						(unsigned long long)i, lab[i], (long long)vocab);
+				goto fail;
+			}
+		}
+		XXH3_64bits_update(h, ids, n * sizeof *ids);
+		XXH3_64bits_update(h, lab, n * sizeof *lab);
+		lp_grow((void **)&d->off, &ocap, d->n + 2, sizeof *d->off);
+		d->off[++d->n] = base + n;
+		d->ntokens += n;
+		if ((int)n > d->max_len)
+			d->max_len = (int)n;
+	}
+	lp_record_free(&rec);
+	d->hash = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	if (d->n == 0) {
+		snprintf(err, errlen, "no examples (an empty stream, or only empty records)");
+		lp_dataset_free(d);
+		return -1;
+	}
+	return 0;
+fail:
+	lp_record_free(&rec);
+	XXH3_freeState(h);
+	lp_dataset_free(d);
+	return -1;
+}
+
+void lp_dataset_free(lp_dataset *d)
+{
+	free(d->ids);
+	free(d->labels);
+	free(d->off);
+	memset(d, 0, sizeof *d);
+}
+
+/* ---- schedule ---- */
+
+double lp_schedule_lambda(int schedule, int64_t s, int64_t warmup, int64_t total)
+{
+	if (s < warmup) /* float(step) / float(max(1, warmup)) */
+		return (double)s / (double)(warmup > 1 ? warmup : 1);
+	int64_t rest = total - warmup > 1 ? total - warmup : 1;
+	double progress, f;
+	switch (schedule) {
+	case LP_SCHED_COSINE:
+		progress = (double)(s - warmup) / (double)rest;
+		f = 0.5 * (1.0 + cos(M_PI * 0.5 * 2.0 * progress));
+		return f > 0.0 ? f : 0.0;
+	case LP_SCHED_LINEAR:
+		f = (double)(total - s) / (double)rest;
+		return f > 0.0 ? f : 0.0;
+	default:
+		return 1.0;
+	}
+}
+
+/* ---- the loop ---- */
+
+void lp_trainer_init(lp_trainer *t, lp_train_model *m, const lp_dataset *data,
+		const lp_train_opts *o, int eval_max_len, int grad_ckpt)
+{
+	memset(t, 0, sizeof *t);
+	t->m = m;
+	t->data = data;
+	t->o = *o;
+	int64_t bs = o->batch_size, ga = o->grad_accum;
+	t->steps_in_epoch = ((int64_t)data->n + bs - 1) / bs;
+	t->updates_per_epoch = (t->steps_in_epoch + ga - 1) / ga;
+	if (t->updates_per_epoch < 1)
+		t->updates_per_epoch = 1;
+	t->total_steps = o->max_steps > 0 ? o->max_steps
+		: (int64_t)ceil(o->epochs * (double)t->updates_per_epoch);
+	t->warmup = o->warmup_steps >= 0 ? o->warmup_steps
+		: (int64_t)ceil((double)t->total_steps * o->warmup_ratio);
+	int T = data->max_len > eval_max_len ? data->max_len : eval_max_len;
+	lp_train_acts_init(&t->acts, m, o->batch_size, T, grad_ckpt);
+	size_t nt = m->ntrain ? m->ntrain : 1;
+	t->mom1 = lp_alloc(nt * sizeof(float));
+	t->mom2 = lp_alloc(nt * sizeof(float));
+	t->norm_dev = lp_alloc(sizeof(float));
+	t->order = lp_malloc(data->n * sizeof *t->order);
+	t->order_epoch = -1;
+	size_t N = (size_t)o->batch_size * T;
+	t->ids = lp_malloc(N * sizeof *t->ids);
+	t->targets = lp_malloc(N * sizeof *t->targets);
+	t->lens = lp_malloc(o->batch_size * sizeof *t->lens);
+}
+
+void lp_trainer_free(lp_trainer *t)
+{
+	lp_train_acts_free(&t->acts);
+	lp_free(t->mom1);
+	lp_free(t->mom2);
+	lp_free(t->norm_dev);
+	free(t->order);
+	free(t->ids);
+	free(t->targets);
+	free(t->lens);
+	memset(t, 0, sizeof *t);
+}
+
+int lp_trainer_done(const lp_trainer *t)
+{
+	return t->pos.step >= t->total_steps;
+}
+
+/* The visiting order of epoch e: Fisher-Yates from (seed, e). */
+static void epoch_order(lp_trainer *t, int64_t e)
+{
+	if (t->order_epoch == e)
+		return;
+	size_t n = t->data->n;
+	for (size_t i = 0; i < n; i++)
+		t->order[i] = i;
+	if (t->o.shuffle) {
+		lp_rng r;
+		lp_rng_seed(&r, t->o.seed ^ (0x5851f42d4c957f2dull * (uint64_t)(e + 1)));
+		for (size_t i = n; i > 1; i--) {
+			size_t j = (size_t)lp_rng_below(&r, i), tmp = t->order[i - 1];
+			t->order[i - 1] = t->order[j];
+			t->order[j] = tmp;
+		}
+	}
+	t->order_epoch = e;
+}
+
+/* Records [first, first + B) of list as a right-padded micro-batch. */
+static void make_batch(lp_trainer *t, const lp_dataset *d, const size_t *list, size_t first,
+		int B, lp_train_batch *b)
+{
+	int T = 0;
+	for (int r = 0; r < B; r++) {
+		size_t k = list ? list[first + r] : first + r;
+		t->lens[r] = (int32_t)(d->off[k + 1] - d->off[k]);
+		if (t->lens[r] > T)
+			T = t->lens[r];
+	}
+	for (int r = 0; r < B; r++) {
+		size_t k = list ? list[first + r] : first + r;
+		const int32_t *ids = d->ids + d->off[k], *lab = d->labels + d->off[k];
+		int len = t->lens[r];
+		for (int i = 0; i < T; i++) {
+			t->ids[r * T + i] = i < len ? ids[i] : t->o.pad_id;
+			t->targets[r * T + i] = i + 1 < len ? lab[i + 1] : IGNORE;
+		}
+	}
+	b->B = B;
+	b->T = T;
+	b->ids = t->ids;
+	b->targets = t->targets;
+	b->len = t->lens;
+}
+
+/* Labelled positions of record k after the shift (labels[1:] != -100). */
+static long record_items(const lp_dataset *d, size_t k)
+{
+	long n = 0;
+	for (size_t i = d->off[k] + 1; i < d->off[k + 1]; i++)
+		n += d->labels[i] != IGNORE;
+	return n;
+}
+
+void lp_trainer_step(lp_trainer *t, lp_step_info *info)
+{
+	lp_train_model *m = t->m;
+	const lp_dataset *d = t->data;
+	int bs = t->o.batch_size, ga = t->o.grad_accum;
+	memset(info, 0, sizeof *info);
+	if (t->pos.micro >= t->steps_in_epoch) {
+		t->pos.epoch++;
+		t->pos.micro = 0;
+	}
+	epoch_order(t, t->pos.epoch);
+	int64_t update = t->pos.micro / ga;
+	int nmicro = ga;
+	if (update == t->updates_per_epoch - 1) { /* the epoch's last step takes what is left */
+		nmicro = (int)(t->steps_in_epoch - t->pos.micro);
+		if (nmicro > ga)
+			nmicro = ga;
+	}
+	/* num_items_in_batch: labelled positions of the whole step */
+	long items = 0, tokens = 0;
+	for (int k = 0; k < nmicro; k++) {
+		size_t first = (size_t)(t->pos.micro + k) * bs;
+		for (size_t r = first; r < first + bs && r < d->n; r++) {
+			items += record_items(d, t->order[r]);
+			tokens += (long)(d->off[t->order[r] + 1] - d->off[t->order[r]]);
+		}
+	}
+	float grad_scale = items ? (float)(1.0 / (double)items) : NAN;
+	double loss = 0;
+	lp_train_zero_grad(m);
+	for (int k = 0; k < nmicro; k++) {
+		size_t first = (size_t)(t->pos.micro + k) * bs;
+		int B = first + bs <= d->n ? bs : (int)(d->n - first);
+		lp_train_batch b;
+		make_batch(t, d, t->order, first, B, &b);
+		b.seed = t->o.seed + 0x9e3779b97f4a7c15ull * (t->pos.micro_total + k + 1);
+		long cnt;
+		loss += lp_train_forward(m, &t->acts, &b, grad_scale, &cnt);
+		lp_train_backward(m, &t->acts, &b);
+	}
+	t->pos.micro += nmicro;
+	t->pos.micro_total += nmicro;
+	info->items = items;
+	info->tokens = tokens;
+	info->loss = items ? loss / (double)items : NAN;
+	info->epoch = (double)t->pos.epoch + (double)t->pos.micro / (double)t->steps_in_epoch;
+	info->lr = t->o.lr * lp_schedule_lambda(t->o.schedule, t->pos.step, t->warmup,
+			t->total_steps);
+	t->pos.step++;
+
+	/* global norm, clipping */
+	float sumsq = 0;
+	lp_upload(t->norm_dev, &sumsq, sizeof sumsq);
+	lp_sumsq_f32(t->norm_dev, m->grads, m->ntrain);
+	lp_download(&sumsq, t->norm_dev, sizeof sumsq);
+	float norm = sqrtf(sumsq);
+	info->grad_norm = norm;
+	if (!isfinite(info->loss) || !isfinite(norm)) {
+		info->nonfinite = 1;
+		return;
+	}
+	if (t->o.max_grad_norm > 0) {
+		float coef = (float)t->o.max_grad_norm / (norm + 1e-6f);
+		if (coef < 1.0f)
+			lp_scale_f32(m->grads, coef, m->ntrain);
+	}
+	/* AdamW, parameter by parameter (decay groups) */
+	t->pos.adam_t++;
+	for (int i = 0; i < m->nparams; i++) {
+		const lp_tparam *p = &m->params[i];
+		lp_adamw_f32(m->master + p->off, m->grads + p->off, t->mom1 + p->off,
+				t->mom2 + p->off, p->n, info->lr, t->o.beta1, t->o.beta2, t->o.eps,
+				p->decay ? t->o.weight_decay : 0.0, (int)t->pos.adam_t);
+	}
+}
+
+double lp_trainer_eval(lp_trainer *t, const lp_dataset *d)
+{
+	double total = 0;
+	long rows = 0;
+	int bs = t->o.batch_size;
+	for (size_t first = 0; first < d->n; first += bs) {
+		int B = first + bs <= d->n ? bs : (int)(d->n - first);
+		lp_train_batch b;
+		make_batch(t, d, NULL, first, B, &b);
+		b.seed = 0;
+		long cnt;
+		double sum = lp_train_forward(t->m, &t->acts, &b, 0.0f, &cnt);
+		if (cnt == 0)
+			continue;
+		total += sum / (double)cnt * B;
+		rows += B;
+	}
+	return rows ? total / (double)rows : NAN;
+}
