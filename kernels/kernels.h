@@ -35,9 +35,13 @@
 enum lp_device { LP_DEVICE_CPU = 0, LP_DEVICE_CUDA = 1 };
 
 /* Select and start a backend (threads for the CPU; device, streams and
- * handles for CUDA). Returns 0, or -1 with a message in err when the
- * backend was not built in or no device is present. */
-int lp_kernels_init(enum lp_device dev, int act_dtype, char *err, size_t errlen);
+ * handles for CUDA) on device device_index of that kind: for CUDA the
+ * index among those CUDA_VISIBLE_DEVICES shows, < 0 for the default
+ * (device 0); the CPU is one device (-1 or 0). Returns 0, or -1 with a
+ * message in err when the backend was not built in or the device is not
+ * present. */
+int lp_kernels_init(enum lp_device dev, int device_index, int act_dtype, char *err,
+		size_t errlen);
 enum lp_device lp_kernels_device(void);
 int lp_act_dtype(void);
 size_t lp_act_size(void);

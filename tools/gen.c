@@ -222,7 +222,7 @@ static void load(void)
 		lp_die(opt.model_dir, "model directory: %s", strerror(errno));
 	if (!S_ISDIR(sb.st_mode))
 		lp_die(opt.model_dir, "not a directory (-M names a model directory)");
-	if (lp_kernels_init(opt.device, opt.device == LP_DEVICE_CPU ? LP_F32 : opt.act_dtype,
+	if (lp_kernels_init(opt.device, -1, opt.device == LP_DEVICE_CPU ? LP_F32 : opt.act_dtype,
 				err, sizeof err) != 0)
 		lp_die(opt.device == LP_DEVICE_CPU ? "--device cpu" : "--device cuda", "%s", err);
 	char *tpath = lp_spm_default_path(opt.tokenizer, opt.model_dir);

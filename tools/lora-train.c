@@ -524,7 +524,7 @@ int main(int argc, char **argv)
 	parse_options(argc, argv);
 	open_inputs();
 	int cuda = !strcmp(opt.device, "cuda");
-	if (lp_kernels_init(cuda ? LP_DEVICE_CUDA : LP_DEVICE_CPU, cuda ? LP_BF16 : LP_F32, err,
+	if (lp_kernels_init(cuda ? LP_DEVICE_CUDA : LP_DEVICE_CPU, -1, cuda ? LP_BF16 : LP_F32, err,
 				sizeof err) != 0)
 		lp_die(opt.device, "%s", err);
 

@@ -26,8 +26,12 @@ static int want_threads(void)
 	return omp_get_num_procs();
 }
 
-static int cpu_init(int act_dtype, char *err, size_t errlen)
+static int cpu_init(int device_index, int act_dtype, char *err, size_t errlen)
 {
+	if (device_index > 0) {
+		snprintf(err, errlen, "the cpu backend has one device (0), not %d", device_index);
+		return -1;
+	}
 	if (act_dtype != LP_F32) {
 		const char *name = lp_dtype_name(act_dtype);
 		snprintf(err, errlen, "the cpu backend computes in f32, not %s",

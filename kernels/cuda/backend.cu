@@ -1,8 +1,9 @@
 /* backend.cu: the CUDA backend's start-up and shutdown, and the lp_cuda_ops
  * table that kernels.c dispatches through.
  *
- * One device (device 0 of those CUDA_VISIBLE_DEVICES shows), one stream,
- * one cuBLASLt handle with a 32 MiB workspace. Forward ops only for now:
+ * One device (the index lp_kernels_init names among those
+ * CUDA_VISIBLE_DEVICES shows; device 0 by default), one stream, one
+ * cuBLASLt handle with a 32 MiB workspace. Forward ops only for now:
  * every backward and optimizer entry is NULL, which kernels.c reports as
  * "op ... is not implemented on this backend". */
 #include <cstdio>
@@ -64,14 +65,20 @@ static int fail(char *err, size_t errlen, const char *what, const char *why)
 	return -1;
 }
 
-static int cuda_init(int act_dtype, char *err, size_t errlen)
+static int cuda_init(int device_index, int act_dtype, char *err, size_t errlen)
 {
+	int dev = device_index < 0 ? 0 : device_index;
 	if (act_dtype != LP_F32 && act_dtype != LP_BF16) {
 		snprintf(err, errlen, "the cuda backend computes with f32 or bf16 activations, not %s",
 				lp_cuda_dtype_name(act_dtype));
 		return -1;
 	}
 	if (lp_cuda.ready) {            /* switching back from another backend */
+		if (dev != lp_cuda.device) {
+			snprintf(err, errlen, "the cuda backend runs on CUDA device %d, not %d",
+					lp_cuda.device, dev);
+			return -1;
+		}
 		lp_cuda.act = act_dtype;
 		return 0;
 	}
@@ -82,14 +89,20 @@ static int cuda_init(int act_dtype, char *err, size_t errlen)
 	if (e != cudaSuccess || count == 0)
 		return fail(err, errlen, "no CUDA device",
 				cudaGetErrorString(e != cudaSuccess ? e : cudaErrorNoDevice));
-	if ((e = cudaSetDevice(0)) != cudaSuccess)
-		return fail(err, errlen, "cannot use CUDA device 0", cudaGetErrorString(e));
-	if ((e = cudaGetDeviceProperties(&lp_cuda.prop, 0)) != cudaSuccess)
-		return fail(err, errlen, "cannot read the properties of CUDA device 0",
-				cudaGetErrorString(e));
+	char what[320];
+	if (dev >= count) {
+		snprintf(what, sizeof(what), "no CUDA device %d", dev);
+		snprintf(err, errlen, "%s: this machine shows %d", what, count);
+		return -1;
+	}
+	snprintf(what, sizeof(what), "cannot use CUDA device %d", dev);
+	if ((e = cudaSetDevice(dev)) != cudaSuccess)
+		return fail(err, errlen, what, cudaGetErrorString(e));
+	snprintf(what, sizeof(what), "cannot read the properties of CUDA device %d", dev);
+	if ((e = cudaGetDeviceProperties(&lp_cuda.prop, dev)) != cudaSuccess)
+		return fail(err, errlen, what, cudaGetErrorString(e));
 	cudaFuncAttributes fa;
 	if ((e = cudaFuncGetAttributes(&fa, probe_kernel)) != cudaSuccess) {
-		char what[320];
 		snprintf(what, sizeof(what), "%.200s (sm_%d%d) cannot run this build's kernels "
 				"(built for sm_80 and sm_90; set CUDA_ARCH)", lp_cuda.prop.name,
 				lp_cuda.prop.major, lp_cuda.prop.minor);
@@ -109,7 +122,7 @@ static int cuda_init(int act_dtype, char *err, size_t errlen)
 		return fail(err, errlen, "cannot allocate the cuBLASLt workspace",
 				cudaGetErrorString(e));
 
-	lp_cuda.device = 0;
+	lp_cuda.device = dev;
 	lp_cuda.act = act_dtype;
 	lp_cuda.ready = 1;
 	return 0;

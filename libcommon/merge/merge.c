@@ -369,7 +369,7 @@ static void start_kernels(void)
 	char err[256];
 	if (kernels_ready)
 		return;
-	if (lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof err))
+	if (lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof err))
 		lp_die("kernels", "%s", err);
 	kernels_ready = 1;
 }

@@ -303,7 +303,7 @@ static double run_side(test_case *c, int act, int side, int timed)
 static void select_backend(enum lp_device dev_, int act)
 {
 	char err[256];
-	if (lp_kernels_init(dev_, act, err, sizeof(err)) != 0)
+	if (lp_kernels_init(dev_, -1, act, err, sizeof(err)) != 0)
 		lp_die("gpu-ops", "%s", err);
 }
 
@@ -854,10 +854,10 @@ int main(int argc, char **argv)
 		lp_usage_error("unexpected argument '%s'", argv[optind]);
 
 	char err[256];
-	if (lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof(err)) != 0)
+	if (lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof(err)) != 0)
 		lp_die("gpu-ops", "cpu backend: %s", err);
 	printf("# reference: %s\n", lp_kernels_describe());
-	if (lp_kernels_init(device, LP_F32, err, sizeof(err)) != 0) {
+	if (lp_kernels_init(device, -1, LP_F32, err, sizeof(err)) != 0) {
 		printf("1..0 # SKIP %s\n", err);
 		return 0;
 	}

@@ -1227,9 +1227,14 @@ static void bad_matmul(void)
 static void test_errors(void)
 {
 	char err[200] = "";
-	ok(lp_kernels_init(LP_DEVICE_CPU, LP_BF16, err, sizeof(err)) == -1 && strstr(err, "f32"),
+	ok(lp_kernels_init(LP_DEVICE_CPU, -1, LP_BF16, err, sizeof(err)) == -1 && strstr(err, "f32"),
 			"cpu backend refuses bf16 activations: %s", err);
-	ok(lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof(err)) == 0, "and starts again with f32");
+	ok(lp_kernels_init(LP_DEVICE_CPU, 1, LP_F32, err, sizeof(err)) == -1
+			&& strstr(err, "one device (0), not 1"),
+			"cpu backend refuses a device index past 0: %s", err);
+	ok(lp_kernels_init(LP_DEVICE_CPU, 0, LP_F32, err, sizeof(err)) == 0,
+			"and takes device 0 by its index");
+	ok(lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof(err)) == 0, "and starts again with f32");
 	ok(dies_with(bad_embedding, "embedding_forward: token id 2 at row 0 is outside the vocabulary of 2"),
 			"embedding with an id past the vocabulary dies naming it");
 	ok(dies_with(bad_target, "cross_entropy: target 4 at row 0 is outside the vocabulary of 4"),
@@ -1399,12 +1404,12 @@ int main(int argc, char **argv)
 	lp_init(argv[0]);
 	char err[256];
 	if (argc == 3 && !strcmp(argv[1], "torch-dump")) {
-		if (lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof(err)))
+		if (lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof(err)))
 			lp_die("cpu", "%s", err);
 		lp_rng_seed(&rng, 7);
 		return torch_dump(argv[2]);
 	}
-	ok(lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof(err)) == 0, "cpu backend starts");
+	ok(lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof(err)) == 0, "cpu backend starts");
 	ok(!strcmp(lp_act_dtype() == LP_F32 ? "f32" : "?", "f32") && lp_act_size() == 4,
 			"activations are f32");
 	fprintf(stderr, "# %s\n", lp_kernels_describe());

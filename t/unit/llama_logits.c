@@ -22,7 +22,7 @@ int main(int argc, char **argv)
 	lp_init(argv[0]);
 	if (argc < 2)
 		lp_usage_error("usage: llama_logits MODEL_DIR [ADAPTER_DIR...] < ids.txt");
-	if (lp_kernels_init(LP_DEVICE_CPU, LP_F32, err, sizeof err) != 0)
+	if (lp_kernels_init(LP_DEVICE_CPU, -1, LP_F32, err, sizeof err) != 0)
 		lp_die(NULL, "%s", err);
 	lp_model_files *mf = lp_model_files_load(argv[1]);
 	int na = argc - 2;
