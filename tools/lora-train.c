@@ -112,7 +112,7 @@ static unsigned parse_targets(const char *s)
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		int j;
 		for (j = 0; j < LP_NMODULES; j++)
-			if (!strcmp(t, lp_module_names[j]))
+			if (!strcmp(t, lp_module_name(j)))
 				break;
 		if (j == LP_NMODULES)
 			lp_usage_error("--targets: unknown module '%s' (q_proj, k_proj, v_proj, o_proj, "
@@ -286,7 +286,7 @@ static void take_adapter_settings(const lp_adapter *a)
 	for (size_t i = 0; i < c->n_target; i++) {
 		int j;
 		for (j = 0; j < LP_NMODULES; j++)
-			if (!strcmp(c->target_modules[i], lp_module_names[j]))
+			if (!strcmp(c->target_modules[i], lp_module_name(j)))
 				break;
 		if (j == LP_NMODULES)
 			lp_die(a->dir, "target module '%s' is not a LLaMA Linear module",

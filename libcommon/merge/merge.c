@@ -17,14 +17,6 @@
 
 /* ---- the plan ---- */
 
-static const char *const layer_suffix[] = {
-	[LP_ROLE_Q] = "self_attn.q_proj.weight", [LP_ROLE_K] = "self_attn.k_proj.weight",
-	[LP_ROLE_V] = "self_attn.v_proj.weight", [LP_ROLE_O] = "self_attn.o_proj.weight",
-	[LP_ROLE_GATE] = "mlp.gate_proj.weight", [LP_ROLE_UP] = "mlp.up_proj.weight",
-	[LP_ROLE_DOWN] = "mlp.down_proj.weight", [LP_ROLE_ATTN_NORM] = "input_layernorm.weight",
-	[LP_ROLE_FFN_NORM] = "post_attention_layernorm.weight",
-};
-
 static void add_tensor(lp_merge_plan *p, size_t *cap, const char *name, int role, int layer)
 {
 	lp_grow((void **)&p->t, cap, p->n + 1, sizeof *p->t);
@@ -47,15 +39,13 @@ static void list_tensors(lp_merge_plan *p)
 {
 	size_t cap = 0;
 	char name[128];
-	add_tensor(p, &cap, "model.embed_tokens.weight", LP_ROLE_EMBED, -1);
+	add_tensor(p, &cap, lp_arch[LP_ROLE_EMBED].hf, LP_ROLE_EMBED, -1);
 	for (int64_t l = 0; l < p->cfg.n_layers; l++)
-		for (int role = LP_ROLE_Q; role <= LP_ROLE_FFN_NORM; role++) {
-			snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l,
-					layer_suffix[role]);
-			add_tensor(p, &cap, name, role, (int)l);
-		}
-	add_tensor(p, &cap, "model.norm.weight", LP_ROLE_NORM, -1);
-	add_tensor(p, &cap, "lm_head.weight", LP_ROLE_HEAD, -1);
+		for (int role = LP_ROLE_FIRST_LAYER; role <= LP_ROLE_LAST_LAYER; role++)
+			add_tensor(p, &cap, lp_arch_hf_name(role, (int)l, name, sizeof name), role,
+					(int)l);
+	add_tensor(p, &cap, lp_arch[LP_ROLE_NORM].hf, LP_ROLE_NORM, -1);
+	add_tensor(p, &cap, lp_arch[LP_ROLE_HEAD].hf, LP_ROLE_HEAD, -1);
 }
 
 static lp_merge_tensor *plan_find(lp_merge_plan *p, const char *name)
@@ -199,9 +189,10 @@ static void apply_adapter(lp_merge_plan *p, int k)
 
 static int base_dtype(const lp_model_files *m)
 {
-	const lp_mf_tensor *t = lp_mf_find(m, "model.layers.0.self_attn.q_proj.weight");
+	char name[128];
+	const lp_mf_tensor *t = lp_mf_find(m, lp_arch_hf_name(LP_ROLE_Q, 0, name, sizeof name));
 	if (!t)
-		t = lp_mf_find(m, "model.embed_tokens.weight");
+		t = lp_mf_find(m, lp_arch[LP_ROLE_EMBED].hf);
 	return t ? t->dtype : LP_F32;
 }
 
@@ -266,7 +257,7 @@ void lp_merge_check_vocab(const lp_merge_plan *p, const char *tok, int64_t n_pie
 		if ((int64_t)t->rows == want)
 			continue;
 		int64_t diff = (int64_t)t->rows - want;
-		const char *part = t->role == LP_ROLE_EMBED ? "embed_tokens" : "lm_head";
+		const char *part = lp_arch[t->role].leaf;
 		if (t->src_adapter >= 0)
 			lp_die(NULL, "adapter %s: %s has %llu rows, tokenizer %s has %lld pieces%s "
 					"(%lld %s)", who(p, t), part, (unsigned long long)t->rows, tok,

@@ -28,16 +28,11 @@
 
 #include "model/model_config.h"
 #include "model/adapter_files.h"
+#include "model/arch.h"
 #include "model/model_files.h"
 #include "formats/spm_model.h"
 
 /* ---- the plan: what each output tensor is made of ---- */
-
-enum lp_tensor_role {
-	LP_ROLE_EMBED, LP_ROLE_Q, LP_ROLE_K, LP_ROLE_V, LP_ROLE_O, LP_ROLE_GATE,
-	LP_ROLE_UP, LP_ROLE_DOWN, LP_ROLE_ATTN_NORM, LP_ROLE_FFN_NORM,
-	LP_ROLE_NORM, LP_ROLE_HEAD, LP_ROLE_COUNT
-};
 
 /* One LoRA product to add: delta (rows, cols) = scale * L @ R^T, where
  * L (rows, r) and R (cols, r) are B and A^T, or A^T and B when the weight
@@ -52,7 +47,7 @@ typedef struct {
 
 typedef struct {
 	char *name;                     /* Hugging Face name */
-	int role;                       /* enum lp_tensor_role */
+	int role;                       /* enum lp_role (model/arch.h) */
 	int layer;                      /* -1 for embed, norm, head */
 	int rank;                       /* 1 or 2 */
 	uint64_t rows, cols;            /* cols = 1 for rank 1 */

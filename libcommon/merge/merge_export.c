@@ -499,16 +499,6 @@ uint64_t lp_export_hf(const lp_merge_plan *p, const char *out, const lp_export_o
 
 /* ---- Meta: params.json and consolidated.NN.pth ---- */
 
-/* Meta's names and split axes, in the order of Meta's state dict. */
-static const struct { int role; const char *meta; int axis; } meta_layer[] = {
-	{LP_ROLE_Q, "attention.wq.weight", 0}, {LP_ROLE_K, "attention.wk.weight", 0},
-	{LP_ROLE_V, "attention.wv.weight", 0}, {LP_ROLE_O, "attention.wo.weight", 1},
-	{LP_ROLE_GATE, "feed_forward.w1.weight", 0}, {LP_ROLE_DOWN, "feed_forward.w2.weight", 1},
-	{LP_ROLE_UP, "feed_forward.w3.weight", 0},
-	{LP_ROLE_ATTN_NORM, "attention_norm.weight", -1},
-	{LP_ROLE_FFN_NORM, "ffn_norm.weight", -1},
-};
-
 typedef struct {
 	char name[96];
 	size_t idx;             /* plan tensor */
@@ -523,22 +513,28 @@ static size_t find_role(const lp_merge_plan *p, int role, int layer)
 	return (size_t)-1;
 }
 
+/* Meta's tensors in the order of Meta's state dict, with their split axes. */
 static meta_tensor *meta_list(const lp_merge_plan *p, size_t *count)
 {
-	size_t n = 0, cap = 3 + p->cfg.n_layers * 9;
+	size_t n = 0, cap = 3 + p->cfg.n_layers * LP_LAYER_ROLES;
 	meta_tensor *m = lp_calloc(cap, sizeof *m);
-	m[n++] = (meta_tensor){ "tok_embeddings.weight", find_role(p, LP_ROLE_EMBED, -1), 1 };
+	m[n++] = (meta_tensor){ "", find_role(p, LP_ROLE_EMBED, -1),
+		lp_arch[LP_ROLE_EMBED].meta_axis };
 	for (int l = 0; l < p->cfg.n_layers; l++)
-		for (size_t k = 0; k < sizeof meta_layer / sizeof *meta_layer; k++, n++) {
-			snprintf(m[n].name, sizeof m[n].name, "layers.%d.%s", l, meta_layer[k].meta);
-			m[n].idx = find_role(p, meta_layer[k].role, l);
-			m[n].axis = meta_layer[k].axis;
+		for (size_t k = 0; k < LP_LAYER_ROLES; k++, n++) {
+			int role = lp_arch_meta_order[k];
+			lp_arch_meta_name(role, l, m[n].name, sizeof m[n].name);
+			m[n].idx = find_role(p, role, l);
+			m[n].axis = lp_arch[role].meta_axis;
 		}
-	m[n++] = (meta_tensor){ "norm.weight", find_role(p, LP_ROLE_NORM, -1), -1 };
+	m[n++] = (meta_tensor){ "", find_role(p, LP_ROLE_NORM, -1), lp_arch[LP_ROLE_NORM].meta_axis };
 	size_t head = find_role(p, LP_ROLE_HEAD, -1);
 	/* a tied model's head is its embedding */
-	m[n++] = (meta_tensor){ "output.weight", head != (size_t)-1 ? head :
-		find_role(p, LP_ROLE_EMBED, -1), 0 };
+	m[n++] = (meta_tensor){ "", head != (size_t)-1 ? head : find_role(p, LP_ROLE_EMBED, -1),
+		lp_arch[LP_ROLE_HEAD].meta_axis };
+	lp_arch_meta_name(LP_ROLE_EMBED, -1, m[0].name, sizeof m[0].name);
+	lp_arch_meta_name(LP_ROLE_NORM, -1, m[n - 2].name, sizeof m[n - 2].name);
+	lp_arch_meta_name(LP_ROLE_HEAD, -1, m[n - 1].name, sizeof m[n - 1].name);
 	*count = n;
 	return m;
 }
@@ -700,7 +696,7 @@ uint64_t lp_export_pth(const lp_merge_plan *p, const char *out, const lp_export_
 		for (int k = 0; k < ns; k++)
 			lp_pth_writer_next(w[k]);
 		const lp_merge_tensor *t = &p->t[m[i].idx];
-		int qk = t->role == LP_ROLE_Q || t->role == LP_ROLE_K;
+		int qk = lp_arch[t->role].rope_heads != 0;
 		uint64_t dim = m[i].axis == 0 ? t->rows : t->cols;
 		progress(o, i, nm, m[i].name);
 		pth_sink s = {
@@ -730,23 +726,9 @@ uint64_t lp_export_pth(const lp_merge_plan *p, const char *out, const lp_export_
 
 /* ---- GGUF for llama.cpp ---- */
 
-static const char *const gguf_layer[] = {
-	[LP_ROLE_Q] = "attn_q", [LP_ROLE_K] = "attn_k", [LP_ROLE_V] = "attn_v",
-	[LP_ROLE_O] = "attn_output", [LP_ROLE_GATE] = "ffn_gate", [LP_ROLE_UP] = "ffn_up",
-	[LP_ROLE_DOWN] = "ffn_down", [LP_ROLE_ATTN_NORM] = "attn_norm",
-	[LP_ROLE_FFN_NORM] = "ffn_norm",
-};
-
 static void gguf_name(const lp_merge_tensor *t, char *buf, size_t size)
 {
-	if (t->role == LP_ROLE_EMBED)
-		snprintf(buf, size, "token_embd.weight");
-	else if (t->role == LP_ROLE_NORM)
-		snprintf(buf, size, "output_norm.weight");
-	else if (t->role == LP_ROLE_HEAD)
-		snprintf(buf, size, "output.weight");
-	else
-		snprintf(buf, size, "blk.%d.%s.weight", t->layer, gguf_layer[t->role]);
+	lp_arch_gguf_name(t->role, t->layer, buf, size);
 }
 
 /* llama.cpp's token types, from SentencePiece's (user-defined pieces are
@@ -971,8 +953,7 @@ uint64_t lp_export_gguf(const lp_merge_plan *p, const char *out, const lp_export
 		const lp_merge_tensor *t = &p->t[i];
 		char name[96];
 		gguf_name(t, name, sizeof name);
-		int norm = t->rank == 1 || t->role == LP_ROLE_ATTN_NORM ||
-			t->role == LP_ROLE_FFN_NORM || t->role == LP_ROLE_NORM;
+		int norm = t->rank == 1 || lp_arch[t->role].rank == 1;
 		type[i] = norm ? LP_GGML_F32 : wtype;
 		if (type[i] == LP_GGML_Q8_0 && t->cols % LP_Q8_0_BLOCK) {
 			lp_warn(name, "%llu columns are not a multiple of %d: f16, not q8_0",
@@ -992,7 +973,7 @@ uint64_t lp_export_gguf(const lp_merge_plan *p, const char *out, const lp_export
 		lp_gguf_write_tensor(g, f, out, idx++, rope);
 	for (size_t i = 0; i < p->n; i++, idx++) {
 		const lp_merge_tensor *t = &p->t[i];
-		int qk = t->role == LP_ROLE_Q || t->role == LP_ROLE_K;
+		int qk = lp_arch[t->role].rope_heads != 0;
 		int produce = type[i] == LP_GGML_Q8_0 || type[i] == LP_GGML_F32 ? LP_F32 :
 			type[i] == LP_GGML_F16 ? LP_F16 : LP_BF16;
 		uint64_t block = lp_merge_block_rows(t->cols, qk ? p->cfg.head_dim : 1);

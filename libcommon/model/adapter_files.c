@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "base/common.h"
+#include "model/arch.h"
 
 #define PREFIX "base_model.model."
 
@@ -355,12 +356,7 @@ static int check_pair(lp_adapter *a, lp_lora_pair *p, char *err, size_t errlen)
 	const char *k = strrchr(p->module, '.');
 	p->kind = k ? k + 1 : p->module;
 	const char *rest;
-	p->layer = -1;
-	if (!strncmp(p->module, "model.layers.", 13)) {
-		long l = strtol(p->module + 13, (char **)&rest, 10);
-		if (rest != p->module + 13 && *rest == '.')
-			p->layer = (int)l;
-	}
+	p->layer = (int)lp_arch_hf_layer(p->module, &rest);
 	return 0;
 }
 
@@ -481,9 +477,9 @@ int lp_adapter_check(const lp_adapter *a, const lp_model_files *base, char *err,
 	for (size_t i = 0; i < a->nfull; i++) {
 		const lp_lora_full *f = &a->full[i];
 		const lp_mf_tensor *w = lp_mf_find(base, f->base_name);
-		if (!w && !strcmp(f->base_name, "lm_head.weight") && base->has_config &&
+		if (!w && !strcmp(f->base_name, lp_arch[LP_ROLE_HEAD].hf) && base->has_config &&
 				base->cfg.tie_word_embeddings)
-			w = lp_mf_find(base, "model.embed_tokens.weight");
+			w = lp_mf_find(base, lp_arch[LP_ROLE_EMBED].hf);
 		if (!w)
 			return lp_fail(err, errlen, "%s: the base model has no %s", f->t->name,
 					f->base_name);

@@ -14,15 +14,6 @@
 
 #include "base/common.h"
 
-const char *const lp_module_names[LP_NMODULES] = {
-	"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-};
-
-const char *lp_module_parent(int mod)
-{
-	return mod <= LP_O ? "self_attn" : "mlp";
-}
-
 /* ---- loading ---- */
 
 static void *own(lp_llama *m, size_t bytes)
@@ -63,6 +54,16 @@ static const lp_mf_tensor *base_tensor(const lp_model_files *mf, const char *nam
 	return t;
 }
 
+/* The base's tensor of role in layer, with the shape the config implies. */
+static lp_weight upload_role(lp_llama *m, const lp_model_files *mf, int role, int layer)
+{
+	char name[256];
+	int64_t shape[2];
+	lp_arch_shape(&m->cfg, role, shape);
+	return upload(m, base_tensor(mf, lp_arch_hf_name(role, layer, name, sizeof name)),
+			shape[0], shape[1]);
+}
+
 /* The last adapter that saves a full copy of name, or NULL. */
 static const lp_mf_tensor *saved_copy(lp_adapter *const *ad, int n, const char *name)
 {
@@ -74,17 +75,9 @@ static const lp_mf_tensor *saved_copy(lp_adapter *const *ad, int n, const char *
 	return t;
 }
 
-static int module_index(const char *kind)
-{
-	for (int i = 0; i < LP_NMODULES; i++)
-		if (!strcmp(kind, lp_module_names[i]))
-			return i;
-	return -1;
-}
-
 static void add_lora(lp_llama *m, lp_adapter *a, const lp_lora_pair *p)
 {
-	int mod = p->kind ? module_index(p->kind) : -1;
+	int mod = lp_module_index(p->kind);
 	if (p->layer < 0 || p->layer >= m->L || mod < 0)
 		lp_die(a->dir, "%s: LoRA on a module this model does not have", p->module);
 	if (a->cfg.fan_in_fan_out)
@@ -106,7 +99,7 @@ static void add_lora(lp_llama *m, lp_adapter *a, const lp_lora_pair *p)
 void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *adapters,
 		int n_adapters)
 {
-	char name[256], err[1024];
+	char err[1024];
 	memset(m, 0, sizeof *m);
 	if (!mf->has_config)
 		lp_die(mf->dir, "no config.json or params.json");
@@ -122,39 +115,30 @@ void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *ada
 		if (lp_adapter_check(adapters[i], mf, err, sizeof err) != 0)
 			lp_die(adapters[i]->dir, "%s", err);
 
-	const lp_mf_tensor *emb_copy = saved_copy(adapters, n_adapters, "model.embed_tokens.weight");
-	const lp_mf_tensor *emb = emb_copy ? emb_copy : base_tensor(mf, "model.embed_tokens.weight");
+	const char *emb_name = lp_arch[LP_ROLE_EMBED].hf, *head_name = lp_arch[LP_ROLE_HEAD].hf;
+	const lp_mf_tensor *emb_copy = saved_copy(adapters, n_adapters, emb_name);
+	const lp_mf_tensor *emb = emb_copy ? emb_copy : base_tensor(mf, emb_name);
 	m->wte = upload(m, emb, (int64_t)emb->shape[0], m->C);
 	/* A tied head is the base's embedding: when an adapter saves its own
 	 * embed_tokens, PEFT's copy replaces the input side only. */
-	const lp_mf_tensor *head = saved_copy(adapters, n_adapters, "lm_head.weight");
+	const lp_mf_tensor *head = saved_copy(adapters, n_adapters, head_name);
 	if (!head && !c->tie_word_embeddings)
-		head = base_tensor(mf, "lm_head.weight");
+		head = base_tensor(mf, head_name);
 	if (!head && emb_copy)
-		head = base_tensor(mf, "model.embed_tokens.weight");
+		head = base_tensor(mf, emb_name);
 	m->lm_head = head ? upload(m, head, (int64_t)head->shape[0], m->C) : m->wte;
 	m->V = m->lm_head.rows;
 	if (m->wte.rows != m->V)
 		lp_die(mf->dir, "embed_tokens has %d rows but the output head has %d", m->wte.rows, m->V);
-	m->norm = upload(m, base_tensor(mf, "model.norm.weight"), m->C, 0);
+	m->norm = upload(m, base_tensor(mf, lp_arch[LP_ROLE_NORM].hf), m->C, 0);
 
 	m->layers = lp_calloc(m->L, sizeof *m->layers);
-	const int64_t out[LP_NMODULES] = {
-		(int64_t)m->H * m->D, (int64_t)m->KVH * m->D, (int64_t)m->KVH * m->D, m->C,
-		m->I, m->I, m->C,
-	};
-	const int64_t in[LP_NMODULES] = {m->C, m->C, m->C, (int64_t)m->H * m->D, m->C, m->C, m->I};
 	for (int i = 0; i < m->L; i++) {
 		lp_llama_layer *l = &m->layers[i];
-		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", i);
-		l->attn_norm = upload(m, base_tensor(mf, name), m->C, 0);
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", i);
-		l->ffn_norm = upload(m, base_tensor(mf, name), m->C, 0);
-		for (int j = 0; j < LP_NMODULES; j++) {
-			snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", i,
-					lp_module_parent(j), lp_module_names[j]);
-			l->w[j] = upload(m, base_tensor(mf, name), out[j], in[j]);
-		}
+		l->attn_norm = upload_role(m, mf, LP_ROLE_ATTN_NORM, i);
+		l->ffn_norm = upload_role(m, mf, LP_ROLE_FFN_NORM, i);
+		for (int j = 0; j < LP_NMODULES; j++)
+			l->w[j] = upload_role(m, mf, lp_module_role(j), i);
 	}
 	for (int a = 0; a < n_adapters; a++)
 		for (size_t p = 0; p < adapters[a]->npairs; p++)

@@ -17,15 +17,10 @@
 #include <stdint.h>
 
 #include "model/adapter_files.h"
+#include "model/arch.h"
 #include "kernels.h"
 #include "model/model_config.h"
 #include "model/model_files.h"
-
-/* The seven Linear modules of a decoder layer, in PEFT's naming. */
-enum lp_module { LP_Q, LP_K, LP_V, LP_O, LP_GATE, LP_UP, LP_DOWN, LP_NMODULES };
-extern const char *const lp_module_names[LP_NMODULES]; /* "q_proj", ... */
-/* "self_attn" or "mlp": where the module sits in HF's names */
-const char *lp_module_parent(int mod);
 
 typedef struct lp_lora_dev {
 	lp_weight A;            /* (r, in) */

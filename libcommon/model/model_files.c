@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/common.h"
+#include "model/arch.h"
 #include "formats/pickle.h"
 #include "formats/safetensors.h"
 #include "formats/zipread.h"
@@ -393,60 +394,18 @@ int lp_mf_add_memory(lp_model_files *m, const char *name, const void *buf, size_
 
 /* ---- Meta layout: names, joins, q/k permutation ---- */
 
-static const struct { const char *meta, *hf; int axis; } layer_names[] = {
-	{"attention.wq.weight", "self_attn.q_proj.weight", 0},
-	{"attention.wk.weight", "self_attn.k_proj.weight", 0},
-	{"attention.wv.weight", "self_attn.v_proj.weight", 0},
-	{"attention.wo.weight", "self_attn.o_proj.weight", 1},
-	{"feed_forward.w1.weight", "mlp.gate_proj.weight", 0},
-	{"feed_forward.w2.weight", "mlp.down_proj.weight", 1},
-	{"feed_forward.w3.weight", "mlp.up_proj.weight", 0},
-	{"attention_norm.weight", "input_layernorm.weight", -1},
-	{"ffn_norm.weight", "post_attention_layernorm.weight", -1},
-};
-#define N_LAYER_NAMES (sizeof layer_names / sizeof *layer_names)
-
-static const struct { const char *meta, *hf; int axis; } top_names[] = {
-	{"tok_embeddings.weight", "model.embed_tokens.weight", 1}, /* or 0: see meta_axis */
-	{"norm.weight", "model.norm.weight", -1},
-	{"output.weight", "lm_head.weight", 0},
-};
-
-/* "<prefix>N.<rest>" -> N and rest, or -1. */
-static long layer_of(const char *name, const char *prefix, const char **rest)
+/* Map a Meta name to HF's (to_hf) or back: the axis Meta's shards split
+ * it along (lp_arch), -1 for replicated, -2 for not a LLaMA tensor. */
+static int meta_map(const char *name, char *out, size_t size, int to_hf)
 {
-	size_t n = strlen(prefix);
-	if (strncmp(name, prefix, n) || name[n] < '0' || name[n] > '9')
-		return -1;
-	char *end;
-	long l = strtol(name + n, &end, 10);
-	if (*end != '.' || l > 1 << 20 || (name[n] == '0' && end - (name + n) > 1))
-		return -1;
-	*rest = end + 1;
-	return l;
-}
-
-/* The split axis for a Meta name (as lp_meta_to_hf_name maps it), -1 for
- * replicated, -2 for unknown. */
-static int meta_map(const char *meta, char *out, size_t size, int to_hf)
-{
-	const char *rest;
-	long l = layer_of(meta, to_hf ? "layers." : "model.layers.", &rest);
-	if (l >= 0) {
-		for (size_t i = 0; i < N_LAYER_NAMES; i++)
-			if (!strcmp(rest, to_hf ? layer_names[i].meta : layer_names[i].hf)) {
-				snprintf(out, size, "%s%ld.%s", to_hf ? "model.layers." : "layers.", l,
-						to_hf ? layer_names[i].hf : layer_names[i].meta);
-				return layer_names[i].axis;
-			}
+	int layer, role = to_hf ? lp_arch_parse_meta(name, &layer) : lp_arch_parse_hf(name, &layer);
+	if (role < 0)
 		return -2;
-	}
-	for (size_t i = 0; i < sizeof top_names / sizeof *top_names; i++)
-		if (!strcmp(meta, to_hf ? top_names[i].meta : top_names[i].hf)) {
-			snprintf(out, size, "%s", to_hf ? top_names[i].hf : top_names[i].meta);
-			return top_names[i].axis;
-		}
-	return -2;
+	if (to_hf)
+		lp_arch_hf_name(role, layer, out, size);
+	else
+		lp_arch_meta_name(role, layer, out, size);
+	return lp_arch[role].meta_axis;
 }
 
 int lp_meta_to_hf_name(const char *meta, char *out, size_t size)
@@ -555,41 +514,34 @@ struct want {
 	uint64_t shape[2];
 };
 
+/* One tensor the config implies. */
+static void want_role(struct want *w, const lp_model_config *c, int role, int layer)
+{
+	int64_t shape[2];
+	lp_arch_hf_name(role, layer, w->name, sizeof w->name);
+	lp_arch_shape(c, role, shape);
+	w->rank = lp_arch[role].rank;
+	w->shape[0] = (uint64_t)shape[0];
+	w->shape[1] = (uint64_t)shape[1];
+}
+
 /* The tensors a config implies, in model order; returns how many. */
 static size_t expected(const lp_model_config *c, struct want *w, int with_head)
 {
-	uint64_t C = c->hidden_size, V = c->vocab_size, I = c->intermediate_size;
-	uint64_t Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
-	const struct { const char *name; int rank; uint64_t r, c; } layer[] = {
-		{"self_attn.q_proj.weight", 2, Q, C},
-		{"self_attn.k_proj.weight", 2, KV, C},
-		{"self_attn.v_proj.weight", 2, KV, C},
-		{"self_attn.o_proj.weight", 2, C, Q},
-		{"mlp.gate_proj.weight", 2, I, C},
-		{"mlp.up_proj.weight", 2, I, C},
-		{"mlp.down_proj.weight", 2, C, I},
-		{"input_layernorm.weight", 1, C, 0},
-		{"post_attention_layernorm.weight", 1, C, 0},
-	};
 	size_t n = 0;
 	if (w)
-		w[n] = (struct want){"model.embed_tokens.weight", 2, {V, C}};
+		want_role(&w[n], c, LP_ROLE_EMBED, -1);
 	n++;
 	for (int64_t l = 0; l < c->n_layers; l++)
-		for (size_t i = 0; i < sizeof layer / sizeof *layer; i++, n++)
-			if (w) {
-				snprintf(w[n].name, sizeof w[n].name, "model.layers.%lld.%s",
-						(long long)l, layer[i].name);
-				w[n].rank = layer[i].rank;
-				w[n].shape[0] = layer[i].r;
-				w[n].shape[1] = layer[i].c;
-			}
+		for (int r = LP_ROLE_FIRST_LAYER; r <= LP_ROLE_LAST_LAYER; r++, n++)
+			if (w)
+				want_role(&w[n], c, r, (int)l);
 	if (w)
-		w[n] = (struct want){"model.norm.weight", 1, {C, 0}};
+		want_role(&w[n], c, LP_ROLE_NORM, -1);
 	n++;
 	if (with_head) {
 		if (w)
-			w[n] = (struct want){"lm_head.weight", 2, {V, C}};
+			want_role(&w[n], c, LP_ROLE_HEAD, -1);
 		n++;
 	}
 	return n;
@@ -607,7 +559,8 @@ static const char *where(const lp_mf_tensor *t, char *buf, size_t size)
 int lp_mf_check(const lp_model_files *m, char *err, size_t errlen)
 {
 	const lp_model_config *c = &m->cfg;
-	int head = !c->tie_word_embeddings || lp_mf_find(m, "lm_head.weight");
+	const char *head_name = lp_arch[LP_ROLE_HEAD].hf;
+	int head = !c->tie_word_embeddings || lp_mf_find(m, head_name);
 	size_t n = expected(c, NULL, head), found = 0;
 	struct want *w = lp_malloc(n * sizeof *w);
 	char a[64], b[64], nm[256];
@@ -618,7 +571,7 @@ int lp_mf_check(const lp_model_files *m, char *err, size_t errlen)
 		if (!t) {
 			rc = lp_fail(err, errlen, "tensor %s is missing (the config has %lld layers%s)",
 					w[i].name, (long long)c->n_layers,
-					!strcmp(w[i].name, "lm_head.weight") ?
+					!strcmp(w[i].name, head_name) ?
 					" and untied embeddings" : "");
 			break;
 		}
@@ -785,20 +738,14 @@ static int count_shards(const char *dir, char *err, size_t errlen)
 	return n;
 }
 
-/* The axis along which shards of name (HF) were split, from its kind and,
+/* The axis along which shards of a role were split, from the table and,
  * for the embedding, from the shard shapes. */
-static int split_axis(const lp_model_config *c, int axis, const lp_mf_tensor *part0,
-		const char *hf, int nshards)
+static int split_axis(const lp_model_config *c, int role, const lp_mf_tensor *part0,
+		int nshards)
 {
-	if (!strcmp(hf, "model.embed_tokens.weight") && part0->rank == 2)
+	if (role == LP_ROLE_EMBED && part0->rank == 2)
 		return part0->shape[1] * nshards == (uint64_t)c->hidden_size ? 1 : 0;
-	return axis;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), k = strlen(suffix);
-	return n >= k && !strcmp(s + n - k, suffix);
+	return lp_arch[role].meta_axis;
 }
 
 /* The HF tensor made of shard tensors p0 (in shard 0) and its namesakes. */
@@ -807,11 +754,12 @@ static int join_one(lp_model_files *m, lp_model_files **sh, int ns, const lp_mf_
 {
 	char hf[256];
 	const lp_model_config *c = &m->cfg;
-	int axis = meta_map(p0->name, hf, sizeof hf, 1);
-	if (axis == -2)
+	int layer, role = lp_arch_parse_meta(p0->name, &layer);
+	if (role < 0)
 		return lp_fail(err, errlen, "%s: unexpected tensor '%s': not part of a "
 				"LLaMA model", base_name(p0->file), p0->name);
-	axis = split_axis(c, axis, p0, hf, ns);
+	lp_arch_hf_name(role, layer, hf, sizeof hf);
+	int axis = split_axis(c, role, p0, ns);
 	for (int k = 0; k < ns; k++) {
 		part[k] = k ? lp_mf_find(sh[k], p0->name) : p0;
 		if (!part[k])
@@ -840,8 +788,7 @@ static int join_one(lp_model_files *m, lp_model_files **sh, int ns, const lp_mf_
 	if (axis >= 0)
 		for (int k = 1; k < ns; k++)
 			shape[axis] += part[k]->shape[axis];
-	int64_t heads = ends_with(hf, ".self_attn.q_proj.weight") ? c->n_heads :
-		ends_with(hf, ".self_attn.k_proj.weight") ? c->n_kv_heads : 0;
+	int64_t heads = lp_arch_rope_heads(c, role);
 	lp_mf_tensor *t = add_tensor(m, sh[0]->src[0], hf, p0->dtype, p0->rank, shape,
 			p0->data);
 	t->stored_name = lp_strdup(p0->name);
@@ -931,7 +878,7 @@ static int open_meta(lp_model_files *m, char *err, size_t errlen)
 		return rc;
 	const lp_mf_tensor *emb = NULL;
 	for (size_t i = 0; i < m->n; i++)
-		if (!strcmp(m->t[i].name, "model.embed_tokens.weight"))
+		if (!strcmp(m->t[i].name, lp_arch[LP_ROLE_EMBED].hf))
 			emb = &m->t[i];
 	if (m->cfg.vocab_size < 0 && emb && emb->rank == 2)
 		m->cfg.vocab_size = emb->shape[0];

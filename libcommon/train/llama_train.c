@@ -17,6 +17,11 @@
 #include "base/common.h"
 #include "base/half.h"
 
+/* Hugging Face's names of the tensors outside the layers (lp_arch). */
+#define EMBED lp_arch[LP_ROLE_EMBED].hf
+#define NORM lp_arch[LP_ROLE_NORM].hf
+#define HEAD lp_arch[LP_ROLE_HEAD].hf
+
 /* ---- memory ---- */
 
 static void *own(lp_train_model *m, size_t bytes)
@@ -208,14 +213,6 @@ static float *vocab_value(const lp_train_model *m, const lp_model_files *mf,
 	return resize_rows(w, m->Vbase, m->V, m->C);
 }
 
-static int module_index(const char *kind)
-{
-	for (int i = 0; i < LP_NMODULES; i++)
-		if (kind && !strcmp(kind, lp_module_names[i]))
-			return i;
-	return -1;
-}
-
 void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		const lp_model_config *cfg, double init_std, const lp_train_spec *s)
 {
@@ -232,7 +229,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	m->I = (int)c->intermediate_size;
 	m->Vbase = (int)c->vocab_size;
 	if (mf) /* the embedding decides (params.json may say -1) */
-		m->Vbase = (int)base_tensor(mf, "model.embed_tokens.weight")->shape[0];
+		m->Vbase = (int)base_tensor(mf, EMBED)->shape[0];
 	m->V = s->vocab > 0 ? (int)s->vocab : m->Vbase;
 	m->dropout = (float)s->dropout;
 	m->tied = c->tie_word_embeddings;
@@ -249,29 +246,29 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	m->pad_id = c->pad_id >= 0 && c->pad_id < m->V ? (int)c->pad_id : -1;
 	m->cfg.tie_word_embeddings = m->tied;
 
-	const int64_t out[LP_NMODULES] = {
-		(int64_t)m->H * m->D, (int64_t)m->KVH * m->D, (int64_t)m->KVH * m->D, m->C,
-		m->I, m->I, m->C,
-	};
-	const int64_t in[LP_NMODULES] = {m->C, m->C, m->C, (int64_t)m->H * m->D, m->C, m->C, m->I};
+	int64_t out[LP_NMODULES], in[LP_NMODULES], shape[2];
+	for (int j = 0; j < LP_NMODULES; j++) {
+		lp_arch_shape(c, lp_module_role(j), shape);
+		out[j] = shape[0];
+		in[j] = shape[1];
+	}
 
 	/* 1. plan the trained tensors */
 	const char *pre = s->full ? "" : "base_model.model.";
 	lp_tparam *p_embed = NULL, *p_head = NULL, *p_norm = NULL;
 	if (train_embed) {
-		snprintf(saved, sizeof saved, "%smodel.embed_tokens.weight", pre);
+		snprintf(saved, sizeof saved, "%s%s", pre, EMBED);
 		p_embed = add_param(m, &pcap, saved, 2, m->V, m->C, 1);
 	}
 	int per_layer = s->full ? 2 + LP_NMODULES : 0;
 	int first_layer_param = m->nparams;
 	for (int l = 0; l < m->L && s->full; l++) {
-		snprintf(saved, sizeof saved, "model.layers.%d.input_layernorm.weight", l);
+		lp_arch_hf_name(LP_ROLE_ATTN_NORM, l, saved, sizeof saved);
 		add_param(m, &pcap, saved, 1, m->C, 0, 0);
-		snprintf(saved, sizeof saved, "model.layers.%d.post_attention_layernorm.weight", l);
+		lp_arch_hf_name(LP_ROLE_FFN_NORM, l, saved, sizeof saved);
 		add_param(m, &pcap, saved, 1, m->C, 0, 0);
 		for (int j = 0; j < LP_NMODULES; j++) {
-			snprintf(saved, sizeof saved, "model.layers.%d.%s.%s.weight", l,
-					lp_module_parent(j), lp_module_names[j]);
+			lp_arch_hf_name(lp_module_role(j), l, saved, sizeof saved);
 			add_param(m, &pcap, saved, 2, out[j], in[j], 1);
 		}
 	}
@@ -281,18 +278,17 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 			if (!(s->targets & (1u << j)))
 				continue;
 			lora_at[(m->nparams - first_lora) / 2] = l * LP_NMODULES + j;
-			snprintf(saved, sizeof saved, "base_model.model.model.layers.%d.%s.%s.lora_A.weight",
-					l, lp_module_parent(j), lp_module_names[j]);
+			lp_arch_hf_module(lp_module_role(j), l, name, sizeof name);
+			snprintf(saved, sizeof saved, "base_model.model.%s.lora_A.weight", name);
 			add_param(m, &pcap, saved, 2, s->r, in[j], 1);
-			snprintf(saved, sizeof saved, "base_model.model.model.layers.%d.%s.%s.lora_B.weight",
-					l, lp_module_parent(j), lp_module_names[j]);
+			snprintf(saved, sizeof saved, "base_model.model.%s.lora_B.weight", name);
 			add_param(m, &pcap, saved, 2, out[j], s->r, 1);
 		}
 	int end_lora = m->nparams;
 	if (s->full)
-		p_norm = add_param(m, &pcap, "model.norm.weight", 1, m->C, 0, 0);
+		p_norm = add_param(m, &pcap, NORM, 1, m->C, 0, 0);
 	if (train_head && !m->tied) {
-		snprintf(saved, sizeof saved, "%slm_head.weight", pre);
+		snprintf(saved, sizeof saved, "%s%s", pre, HEAD);
 		p_head = add_param(m, &pcap, saved, 2, m->V, m->C, 1);
 	}
 	/* add_param may have moved the array: find them again */
@@ -310,13 +306,12 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	lp_rng_seed(&rng, s->seed);
 	float *w;
 	if (p_embed) {
-		w = vocab_value(m, mf, s, "model.embed_tokens.weight", "model.embed_tokens.weight",
-				init_std, &rng);
+		w = vocab_value(m, mf, s, EMBED, EMBED, init_std, &rng);
 		fill_param(m, p_embed, w);
 		free(w);
 		m->wte = trained(m, p_embed);
 	} else {
-		m->wte = frozen(m, base_tensor(mf, "model.embed_tokens.weight"), m->V, m->C);
+		m->wte = frozen(m, base_tensor(mf, EMBED), m->V, m->C);
 	}
 	if (!mf && s->full && c->pad_id >= 0 && c->pad_id < m->V) /* _init_weights zeroes it */
 		lp_zero(m->master + p_embed->off + (size_t)c->pad_id * m->C, m->C * sizeof(float));
@@ -326,7 +321,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	for (int l = 0; l < m->L; l++) {
 		lp_tlayer *ly = &m->layers[l];
 		const lp_tparam *lp = s->full ? &m->params[first_layer_param + l * per_layer] : NULL;
-		snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+		lp_arch_hf_name(LP_ROLE_ATTN_NORM, l, name, sizeof name);
 		if (lp) {
 			w = start_value(mf, s, name, m->C, 0, init_std, &rng);
 			fill_param(m, &lp[0], w);
@@ -335,7 +330,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		} else {
 			ly->attn_norm = frozen(m, base_tensor(mf, name), m->C, 0);
 		}
-		snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+		lp_arch_hf_name(LP_ROLE_FFN_NORM, l, name, sizeof name);
 		if (lp) {
 			w = start_value(mf, s, name, m->C, 0, init_std, &rng);
 			fill_param(m, &lp[1], w);
@@ -345,8 +340,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 			ly->ffn_norm = frozen(m, base_tensor(mf, name), m->C, 0);
 		}
 		for (int j = 0; j < LP_NMODULES; j++) {
-			snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l,
-					lp_module_parent(j), lp_module_names[j]);
+			lp_arch_hf_name(lp_module_role(j), l, name, sizeof name);
 			if (lp) {
 				w = start_value(mf, s, name, out[j], in[j], init_std, &rng);
 				fill_param(m, &lp[2 + j], w);
@@ -385,7 +379,7 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	free(lora_at);
 	for (size_t i = 0; s->init && i < s->init->npairs; i++) {
 		const lp_lora_pair *pr = &s->init->pairs[i];
-		int j = module_index(pr->kind);
+		int j = lp_module_index(pr->kind);
 		if (pr->layer < 0 || pr->layer >= m->L || j < 0 || !m->layers[pr->layer].lora[j])
 			lp_die(s->init->dir, "%s: LoRA on a module this run does not train", pr->module);
 		lp_tlora *lo = m->layers[pr->layer].lora[j];
@@ -402,24 +396,24 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	}
 
 	if (p_norm) {
-		w = start_value(mf, s, "model.norm.weight", m->C, 0, init_std, &rng);
+		w = start_value(mf, s, NORM, m->C, 0, init_std, &rng);
 		fill_param(m, p_norm, w);
 		free(w);
 		m->norm = trained(m, p_norm);
 	} else {
-		m->norm = frozen(m, base_tensor(mf, "model.norm.weight"), m->C, 0);
+		m->norm = frozen(m, base_tensor(mf, NORM), m->C, 0);
 	}
 	if (m->tied) {
 		m->lm_head = m->wte;
 	} else if (p_head) {
-		const char *from = c->tie_word_embeddings || (mf && !lp_mf_find(mf, "lm_head.weight"))
-			? "model.embed_tokens.weight" : "lm_head.weight";
-		w = vocab_value(m, mf, s, "lm_head.weight", from, init_std, &rng);
+		const char *from = c->tie_word_embeddings || (mf && !lp_mf_find(mf, HEAD))
+			? EMBED : HEAD;
+		w = vocab_value(m, mf, s, HEAD, from, init_std, &rng);
 		fill_param(m, p_head, w);
 		free(w);
 		m->lm_head = trained(m, p_head);
 	} else {
-		m->lm_head = frozen(m, base_tensor(mf, "lm_head.weight"), m->V, m->C);
+		m->lm_head = frozen(m, base_tensor(mf, HEAD), m->V, m->C);
 	}
 	lp_train_zero_grad(m);
 }

@@ -80,13 +80,13 @@ static jv adapter_config(const lp_train_desc *d)
 	jv targets = jv_array(), save = jv_null();
 	for (int j = 0; j < LP_NMODULES; j++)
 		if (d->targets & (1u << j))
-			targets = jv_array_append(targets, jv_string(lp_module_names[j]));
+			targets = jv_array_append(targets, jv_string(lp_module_name(j)));
 	if (d->save_embed || d->save_head) {
 		save = jv_array();
 		if (d->save_embed)
-			save = jv_array_append(save, jv_string("embed_tokens"));
+			save = jv_array_append(save, jv_string(lp_arch[LP_ROLE_EMBED].leaf));
 		if (d->save_head)
-			save = jv_array_append(save, jv_string("lm_head"));
+			save = jv_array_append(save, jv_string(lp_arch[LP_ROLE_HEAD].leaf));
 	}
 	jv c = jv_object();
 	const char *nulls[] = {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "model/adapter_files.h"
+#include "model/arch.h"
 #include "base/common.h"
 #include "model/model_config.h"
 #include "model/model_files.h"
@@ -589,6 +590,74 @@ static void test_permute(void)
 			"names outside a LLaMA model are not mapped");
 }
 
+/* The architecture table: every name it makes parses back to its role and
+ * layer, shapes follow the config, and the orders are those of the
+ * formats (HF's, Meta's, llama.cpp's names as their own converters write
+ * them). */
+static void test_arch(void)
+{
+	lp_model_config c = {.hidden_size = 64, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+		.head_dim = 16, .intermediate_size = 96, .vocab_size = 300};
+	char hf[128], meta[128], gguf[128];
+	int good = 1, layer;
+	for (int r = 0; r < LP_ROLE_COUNT; r++) {
+		int l = lp_arch[r].in_layer ? 2 : -1;
+		lp_arch_hf_name(r, l, hf, sizeof hf);
+		lp_arch_meta_name(r, l, meta, sizeof meta);
+		good &= lp_arch_parse_hf(hf, &layer) == r && layer == l;
+		good &= lp_arch_parse_meta(meta, &layer) == r && layer == l;
+	}
+	ok(good, "every role's HF and Meta names parse back to it");
+	ok(!strcmp(lp_arch_gguf_name(LP_ROLE_K, 5, gguf, sizeof gguf), "blk.5.attn_k.weight") &&
+			!strcmp(lp_arch_gguf_name(LP_ROLE_NORM, -1, gguf, sizeof gguf),
+				"output_norm.weight") &&
+			!strcmp(lp_arch_gguf_name(LP_ROLE_DOWN, 0, gguf, sizeof gguf),
+				"blk.0.ffn_down.weight"),
+			"GGUF names as llama.cpp's converter writes them");
+	ok(!strcmp(lp_arch_hf_module(LP_ROLE_UP, 3, hf, sizeof hf), "model.layers.3.mlp.up_proj"),
+			"an HF module name is the tensor's without .weight");
+	int64_t s[2];
+	static const int64_t want[LP_ROLE_COUNT][2] = {
+		{300, 64}, {64, 64}, {32, 64}, {32, 64}, {64, 64}, {96, 64}, {96, 64}, {64, 96},
+		{64, 0}, {64, 0}, {64, 0}, {300, 64},
+	};
+	good = 1;
+	for (int r = 0; r < LP_ROLE_COUNT; r++) {
+		lp_arch_shape(&c, r, s);
+		good &= s[0] == want[r][0] && s[1] == want[r][1] &&
+			lp_arch[r].rank == (want[r][1] ? 2 : 1);
+	}
+	ok(good, "shapes follow the config (4 query heads, 2 key/value heads of 16)");
+	ok(lp_arch_rope_heads(&c, LP_ROLE_Q) == 4 && lp_arch_rope_heads(&c, LP_ROLE_K) == 2 &&
+			lp_arch_rope_heads(&c, LP_ROLE_V) == 0 && lp_arch_rope_heads(&c, LP_ROLE_O) == 0,
+			"only q and k are in Meta's rotary order, by their own heads");
+	good = 1;
+	for (int j = 0; j < LP_NMODULES; j++)
+		good &= lp_arch[lp_module_role(j)].module == j &&
+			lp_module_index(lp_module_name(j)) == j;
+	int nmod = 0;
+	for (int r = 0; r < LP_ROLE_COUNT; r++)
+		nmod += lp_arch[r].module >= 0;
+	ok(good && nmod == LP_NMODULES && !strcmp(lp_module_name(LP_GATE), "gate_proj") &&
+			!strcmp(lp_module_parent(LP_O), "self_attn") &&
+			!strcmp(lp_module_parent(LP_DOWN), "mlp") && lp_module_index("lm_head") == -1,
+			"LoRA targets the seven Linear modules of a layer, and nothing else");
+	unsigned seen = 0;
+	for (int k = 0; k < LP_LAYER_ROLES; k++)
+		seen |= 1u << lp_arch_meta_order[k];
+	ok(seen == ((1u << (LP_ROLE_LAST_LAYER + 1)) - (1u << LP_ROLE_FIRST_LAYER)) &&
+			lp_arch_meta_order[5] == LP_ROLE_DOWN && lp_arch_meta_order[6] == LP_ROLE_UP,
+			"Meta's layer order holds each layer role once, w2 before w3");
+	const char *rest = NULL;
+	ok(lp_arch_hf_layer("model.layers.12.mlp.up_proj", &rest) == 12 &&
+			!strcmp(rest, "mlp.up_proj") &&
+			lp_arch_hf_layer("model.layers.012.mlp", &rest) == -1 &&
+			lp_arch_hf_layer("model.norm.weight", &rest) == -1 &&
+			lp_arch_parse_hf("model.layers.1.mlp.up_proj.bias", &layer) == -1 &&
+			lp_arch_parse_hf("model.layers.1.norm.weight", &layer) == -1,
+			"layer numbers and names outside the table are refused");
+}
+
 static void test_lora_config(void)
 {
 	lp_lora_config c;
@@ -650,6 +719,7 @@ int main(int argc, char **argv)
 	test_config();
 	test_rope();
 	test_permute();
+	test_arch();
 	test_lora_config();
 	return tap_done();
 }
