@@ -267,7 +267,6 @@ static struct {
 	lp_adapter *init;               /* --init, or the checkpoint's adapter */
 	char *ckpt;                     /* the checkpoint resumed */
 	lp_train_spec spec;
-	lp_train_desc desc;
 	lp_dataset data, eval;
 	int has_eval;
 	FILE *log;
@@ -439,16 +438,8 @@ static void open_inputs(void)
 	s->init = run.init;
 	s->seed = opt.o.seed;
 	s->grad_ckpt = opt.ckpt;
-	lp_train_desc *d = &run.desc;
-	d->base_model = opt.model;
-	d->r = opt.r;
-	d->alpha = opt.alpha;
-	d->dropout = opt.dropout;
-	d->targets = opt.targets;
-	d->save_embed = opt.save_embed;
-	d->save_head = opt.save_head;
-	d->full = opt.full;
-	d->config_json = run.config_json;
+	s->base_model = opt.model;
+	s->config_json = run.config_json;
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
 	opt.o.pad_id = cfg->pad_id >= 0 && cfg->pad_id < V ? (int)cfg->pad_id : 0;
 	run.log = opt.log ? lp_fopen(opt.log, "w") : stdout;
@@ -494,7 +485,7 @@ static char *save_checkpoint(const lp_trainer *t)
 	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
 		lp_die(opt.out, "cannot make directory: %s", strerror(errno));
 	char *dir = checkpoint_dir(t->pos.step);
-	lp_train_write_checkpoint(dir, t, &run.desc);
+	lp_train_write_checkpoint(dir, t, &run.spec);
 	if (opt.save_limit)
 		lp_train_prune_checkpoints(opt.out, (int)opt.save_limit);
 	hold_signals(0);
@@ -514,7 +505,7 @@ static void dump_grads(const lp_train_model *m)
 {
 	lp_train_model g = *m;
 	g.master = m->grads;
-	lp_train_write_weights(opt.dump_grads, &g, &run.desc);
+	lp_train_write_weights(opt.dump_grads, &g, &run.spec);
 }
 
 int main(int argc, char **argv)
@@ -592,7 +583,7 @@ int main(int argc, char **argv)
 	if (tty)
 		fputc('\n', stderr);
 	hold_signals(1);
-	lp_train_write_weights(opt.out, &m, &run.desc);
+	lp_train_write_weights(opt.out, &m, &run.spec);
 	hold_signals(0);
 	lp_info("wrote %s after %lld steps", opt.out, (long long)t.pos.step);
 	free(last_ckpt);

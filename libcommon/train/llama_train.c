@@ -213,8 +213,30 @@ static float *vocab_value(const lp_train_model *m, const lp_model_files *mf,
 	return resize_rows(w, m->Vbase, m->V, m->C);
 }
 
-void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
-		const lp_model_config *cfg, double init_std, const lp_train_spec *s)
+/* ---- building the model: plan, initialise, apply the init adapter ---- */
+
+/* Where the plan put the trained tensors in m->params. */
+typedef struct {
+	int embed, head, norm;          /* index, or -1 when frozen */
+	int first_layer, per_layer;     /* full: layer l's from first_layer + l * per_layer:
+					 * attn_norm, ffn_norm, then the modules */
+	int first_lora, end_lora;       /* LoRA: pairs A, B in [first_lora, end_lora) */
+	int *lora_at;                   /* pair k is on l * LP_NMODULES + j */
+} train_plan;
+
+/* The Linear module j's (out, in). */
+static void module_shape(const lp_train_model *m, int j, int64_t *out, int64_t *in)
+{
+	int64_t shape[2];
+	lp_arch_shape(&m->cfg, lp_module_role(j), shape);
+	*out = shape[0];
+	*in = shape[1];
+}
+
+/* The model's dimensions and vocabulary, and the trained tensors' names,
+ * shapes and places in the flat buffers (allocated here). */
+static void plan_model(lp_train_model *m, const lp_model_files *mf, const lp_model_config *cfg,
+		const lp_train_spec *s, train_plan *p)
 {
 	char name[256], saved[320];
 	size_t pcap = 0;
@@ -246,119 +268,118 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 	m->pad_id = c->pad_id >= 0 && c->pad_id < m->V ? (int)c->pad_id : -1;
 	m->cfg.tie_word_embeddings = m->tied;
 
-	int64_t out[LP_NMODULES], in[LP_NMODULES], shape[2];
-	for (int j = 0; j < LP_NMODULES; j++) {
-		lp_arch_shape(c, lp_module_role(j), shape);
-		out[j] = shape[0];
-		in[j] = shape[1];
-	}
-
-	/* 1. plan the trained tensors */
+	/* PEFT's names, or with full Hugging Face's */
 	const char *pre = s->full ? "" : "base_model.model.";
-	lp_tparam *p_embed = NULL, *p_head = NULL, *p_norm = NULL;
+	int64_t out, in;
+	*p = (train_plan){.embed = -1, .head = -1, .norm = -1};
 	if (train_embed) {
+		p->embed = m->nparams;
 		snprintf(saved, sizeof saved, "%s%s", pre, EMBED);
-		p_embed = add_param(m, &pcap, saved, 2, m->V, m->C, 1);
+		add_param(m, &pcap, saved, 2, m->V, m->C, 1);
 	}
-	int per_layer = s->full ? 2 + LP_NMODULES : 0;
-	int first_layer_param = m->nparams;
+	p->per_layer = s->full ? 2 + LP_NMODULES : 0;
+	p->first_layer = m->nparams;
 	for (int l = 0; l < m->L && s->full; l++) {
 		lp_arch_hf_name(LP_ROLE_ATTN_NORM, l, saved, sizeof saved);
 		add_param(m, &pcap, saved, 1, m->C, 0, 0);
 		lp_arch_hf_name(LP_ROLE_FFN_NORM, l, saved, sizeof saved);
 		add_param(m, &pcap, saved, 1, m->C, 0, 0);
 		for (int j = 0; j < LP_NMODULES; j++) {
+			module_shape(m, j, &out, &in);
 			lp_arch_hf_name(lp_module_role(j), l, saved, sizeof saved);
-			add_param(m, &pcap, saved, 2, out[j], in[j], 1);
+			add_param(m, &pcap, saved, 2, out, in, 1);
 		}
 	}
-	int first_lora = m->nparams, *lora_at = lp_calloc((size_t)m->L * LP_NMODULES + 1, sizeof(int));
+	p->first_lora = m->nparams;
+	p->lora_at = lp_calloc((size_t)m->L * LP_NMODULES + 1, sizeof(int));
 	for (int l = 0; l < m->L && !s->full; l++)
 		for (int j = 0; j < LP_NMODULES; j++) {
 			if (!(s->targets & (1u << j)))
 				continue;
-			lora_at[(m->nparams - first_lora) / 2] = l * LP_NMODULES + j;
+			module_shape(m, j, &out, &in);
+			p->lora_at[(m->nparams - p->first_lora) / 2] = l * LP_NMODULES + j;
 			lp_arch_hf_module(lp_module_role(j), l, name, sizeof name);
 			snprintf(saved, sizeof saved, "base_model.model.%s.lora_A.weight", name);
-			add_param(m, &pcap, saved, 2, s->r, in[j], 1);
+			add_param(m, &pcap, saved, 2, s->r, in, 1);
 			snprintf(saved, sizeof saved, "base_model.model.%s.lora_B.weight", name);
-			add_param(m, &pcap, saved, 2, out[j], s->r, 1);
+			add_param(m, &pcap, saved, 2, out, s->r, 1);
 		}
-	int end_lora = m->nparams;
-	if (s->full)
-		p_norm = add_param(m, &pcap, NORM, 1, m->C, 0, 0);
-	if (train_head && !m->tied) {
-		snprintf(saved, sizeof saved, "%s%s", pre, HEAD);
-		p_head = add_param(m, &pcap, saved, 2, m->V, m->C, 1);
+	p->end_lora = m->nparams;
+	if (s->full) {
+		p->norm = m->nparams;
+		add_param(m, &pcap, NORM, 1, m->C, 0, 0);
 	}
-	/* add_param may have moved the array: find them again */
-	if (p_embed)
-		p_embed = &m->params[0];
-	if (p_norm)
-		p_norm = &m->params[end_lora];
-	if (p_head)
-		p_head = &m->params[m->nparams - 1];
+	if (train_head && !m->tied) {
+		p->head = m->nparams;
+		snprintf(saved, sizeof saved, "%s%s", pre, HEAD);
+		add_param(m, &pcap, saved, 2, m->V, m->C, 1);
+	}
 	m->master = own(m, (m->ntrain ? m->ntrain : 1) * sizeof(float));
 	m->grads = own(m, (m->ntrain ? m->ntrain : 1) * sizeof(float));
+}
 
-	/* 2. fill them, and point the model at masters or frozen weights */
+/* One weight of the model: trained param p (index, or -1: frozen), filled
+ * with its starting value, or the base's frozen tensor name. */
+static lp_tweight weight(lp_train_model *m, const lp_model_files *mf, const lp_train_spec *s,
+		int p, const char *name, int64_t rows, int64_t cols, double std, lp_rng *rng)
+{
+	if (p < 0)
+		return frozen(m, base_tensor(mf, name), rows, cols);
+	float *w = start_value(mf, s, name, rows, cols, std, rng);
+	fill_param(m, &m->params[p], w);
+	free(w);
+	return trained(m, &m->params[p]);
+}
+
+/* Fill the trained tensors with their starting values and point the
+ * model at them or at the frozen base weights. The random draws come in
+ * model order (embedding, layers, LoRA A matrices, head) from one stream
+ * seeded with s->seed. */
+static void initialise(lp_train_model *m, const lp_model_files *mf, const lp_train_spec *s,
+		const train_plan *p, double init_std)
+{
+	char name[256];
+	const lp_model_config *c = &m->cfg;
 	lp_rng rng;
 	lp_rng_seed(&rng, s->seed);
 	float *w;
-	if (p_embed) {
+	int64_t out, in;
+	if (p->embed >= 0) {
 		w = vocab_value(m, mf, s, EMBED, EMBED, init_std, &rng);
-		fill_param(m, p_embed, w);
+		fill_param(m, &m->params[p->embed], w);
 		free(w);
-		m->wte = trained(m, p_embed);
+		m->wte = trained(m, &m->params[p->embed]);
 	} else {
 		m->wte = frozen(m, base_tensor(mf, EMBED), m->V, m->C);
 	}
 	if (!mf && s->full && c->pad_id >= 0 && c->pad_id < m->V) /* _init_weights zeroes it */
-		lp_zero(m->master + p_embed->off + (size_t)c->pad_id * m->C, m->C * sizeof(float));
+		lp_zero(m->master + m->params[p->embed].off + (size_t)c->pad_id * m->C,
+				m->C * sizeof(float));
 
 	m->layers = lp_calloc(m->L, sizeof *m->layers);
 	m->loras = lp_calloc((size_t)m->L * LP_NMODULES, sizeof *m->loras);
 	for (int l = 0; l < m->L; l++) {
 		lp_tlayer *ly = &m->layers[l];
-		const lp_tparam *lp = s->full ? &m->params[first_layer_param + l * per_layer] : NULL;
+		int lp = s->full ? p->first_layer + l * p->per_layer : -1;
 		lp_arch_hf_name(LP_ROLE_ATTN_NORM, l, name, sizeof name);
-		if (lp) {
-			w = start_value(mf, s, name, m->C, 0, init_std, &rng);
-			fill_param(m, &lp[0], w);
-			free(w);
-			ly->attn_norm = trained(m, &lp[0]);
-		} else {
-			ly->attn_norm = frozen(m, base_tensor(mf, name), m->C, 0);
-		}
+		ly->attn_norm = weight(m, mf, s, lp, name, m->C, 0, init_std, &rng);
 		lp_arch_hf_name(LP_ROLE_FFN_NORM, l, name, sizeof name);
-		if (lp) {
-			w = start_value(mf, s, name, m->C, 0, init_std, &rng);
-			fill_param(m, &lp[1], w);
-			free(w);
-			ly->ffn_norm = trained(m, &lp[1]);
-		} else {
-			ly->ffn_norm = frozen(m, base_tensor(mf, name), m->C, 0);
-		}
+		ly->ffn_norm = weight(m, mf, s, lp < 0 ? -1 : lp + 1, name, m->C, 0, init_std, &rng);
 		for (int j = 0; j < LP_NMODULES; j++) {
+			module_shape(m, j, &out, &in);
 			lp_arch_hf_name(lp_module_role(j), l, name, sizeof name);
-			if (lp) {
-				w = start_value(mf, s, name, out[j], in[j], init_std, &rng);
-				fill_param(m, &lp[2 + j], w);
-				free(w);
-				ly->w[j] = trained(m, &lp[2 + j]);
-			} else {
-				ly->w[j] = frozen(m, base_tensor(mf, name), out[j], in[j]);
-			}
+			ly->w[j] = weight(m, mf, s, lp < 0 ? -1 : lp + 2 + j, name, out, in, init_std,
+					&rng);
 		}
 	}
 
 	/* LoRA pairs: A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform_
-	 * with a = sqrt(5)), B = 0; or the init adapter's values. */
+	 * with a = sqrt(5)), B = 0. */
 	double scale = s->alpha / (double)s->r;
-	for (int i = first_lora; i < end_lora; i += 2) {
+	for (int i = p->first_lora; i < p->end_lora; i += 2) {
 		const lp_tparam *pa = &m->params[i], *pb = &m->params[i + 1];
-		int l = lora_at[(i - first_lora) / 2] / LP_NMODULES;
-		int j = lora_at[(i - first_lora) / 2] % LP_NMODULES;
+		int l = p->lora_at[(i - p->first_lora) / 2] / LP_NMODULES;
+		int j = p->lora_at[(i - p->first_lora) / 2] % LP_NMODULES;
 		lp_tlora *lo = &m->loras[l * LP_NMODULES + j];
 		lo->A = master_view(m, pa);
 		lo->B = master_view(m, pb);
@@ -369,52 +390,65 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		m->layers[l].lora[j] = lo;
 		if (lo->r > m->max_r)
 			m->max_r = lo->r;
+		module_shape(m, j, &out, &in);
 		float *a = lp_malloc(pa->n * sizeof *a);
-		double bound = 1.0 / sqrt((double)in[j]);
+		double bound = 1.0 / sqrt((double)in);
 		for (size_t k = 0; k < pa->n; k++)
 			a[k] = (float)((2.0 * uniform01(&rng) - 1.0) * bound);
 		fill_param(m, pa, a);
 		free(a);
 	}
-	free(lora_at);
-	for (size_t i = 0; s->init && i < s->init->npairs; i++) {
-		const lp_lora_pair *pr = &s->init->pairs[i];
-		int j = lp_module_index(pr->kind);
-		if (pr->layer < 0 || pr->layer >= m->L || j < 0 || !m->layers[pr->layer].lora[j])
-			lp_die(s->init->dir, "%s: LoRA on a module this run does not train", pr->module);
-		lp_tlora *lo = m->layers[pr->layer].lora[j];
-		if (pr->r != lo->r)
-			lp_die(s->init->dir, "%s: rank %lld, but the run trains rank %d", pr->module,
-					(long long)pr->r, lo->r);
-		w = host_f32(pr->A, lo->r, in[j]);
-		lp_upload((void *)lo->A.data, w, (size_t)lo->r * in[j] * sizeof *w);
-		free(w);
-		w = host_f32(pr->B, out[j], lo->r);
-		lp_upload((void *)lo->B.data, w, (size_t)lo->r * out[j] * sizeof *w);
-		free(w);
-		lo->scale = (float)pr->scale;
-	}
 
-	if (p_norm) {
-		w = start_value(mf, s, NORM, m->C, 0, init_std, &rng);
-		fill_param(m, p_norm, w);
-		free(w);
-		m->norm = trained(m, p_norm);
-	} else {
-		m->norm = frozen(m, base_tensor(mf, NORM), m->C, 0);
-	}
+	m->norm = weight(m, mf, s, p->norm, NORM, m->C, 0, init_std, &rng);
 	if (m->tied) {
 		m->lm_head = m->wte;
-	} else if (p_head) {
+	} else if (p->head >= 0) {
 		const char *from = c->tie_word_embeddings || (mf && !lp_mf_find(mf, HEAD))
 			? EMBED : HEAD;
 		w = vocab_value(m, mf, s, HEAD, from, init_std, &rng);
-		fill_param(m, p_head, w);
+		fill_param(m, &m->params[p->head], w);
 		free(w);
-		m->lm_head = trained(m, p_head);
+		m->lm_head = trained(m, &m->params[p->head]);
 	} else {
 		m->lm_head = frozen(m, base_tensor(mf, HEAD), m->V, m->C);
 	}
+}
+
+/* The init adapter's LoRA pairs (and scales) over the planned ones; its
+ * whole copies were taken by initialise(). */
+static void apply_adapter(lp_train_model *m, const lp_adapter *a)
+{
+	int64_t out, in;
+	float *w;
+	for (size_t i = 0; i < a->npairs; i++) {
+		const lp_lora_pair *pr = &a->pairs[i];
+		int j = lp_module_index(pr->kind);
+		if (pr->layer < 0 || pr->layer >= m->L || j < 0 || !m->layers[pr->layer].lora[j])
+			lp_die(a->dir, "%s: LoRA on a module this run does not train", pr->module);
+		lp_tlora *lo = m->layers[pr->layer].lora[j];
+		if (pr->r != lo->r)
+			lp_die(a->dir, "%s: rank %lld, but the run trains rank %d", pr->module,
+					(long long)pr->r, lo->r);
+		module_shape(m, j, &out, &in);
+		w = host_f32(pr->A, lo->r, in);
+		lp_upload((void *)lo->A.data, w, (size_t)lo->r * in * sizeof *w);
+		free(w);
+		w = host_f32(pr->B, out, lo->r);
+		lp_upload((void *)lo->B.data, w, (size_t)lo->r * out * sizeof *w);
+		free(w);
+		lo->scale = (float)pr->scale;
+	}
+}
+
+void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
+		const lp_model_config *cfg, double init_std, const lp_train_spec *s)
+{
+	train_plan p;
+	plan_model(m, mf, cfg, s, &p);
+	initialise(m, mf, s, &p, init_std);
+	free(p.lora_at);
+	if (s->init)
+		apply_adapter(m, s->init);
 	lp_train_zero_grad(m);
 }
 

@@ -69,9 +69,10 @@ typedef struct {
 	int decay;              /* weight decay applies (not norms, not biases) */
 } lp_tparam;
 
-/* How to build the model. */
+/* What is trained and how it is saved: how lp_train_model_init builds
+ * the model, and what train_io.h writes beside its weights. */
 typedef struct {
-	int full;               /* train every weight */
+	int full;               /* train every weight; save a model, not an adapter */
 	int64_t r;              /* LoRA rank and alpha */
 	double alpha;
 	double dropout;         /* LoRA dropout probability */
@@ -81,6 +82,8 @@ typedef struct {
 	const lp_adapter *init; /* start from this adapter's LoRA pairs and copies */
 	uint64_t seed;          /* LoRA A and from-scratch initialisation */
 	int grad_ckpt;          /* recompute layers in backward */
+	const char *base_model; /* adapter_config.json's base_model_name_or_path, or NULL */
+	const char *config_json;        /* full: the config.json text to start from, or NULL */
 } lp_train_spec;
 
 typedef struct {
@@ -103,8 +106,11 @@ typedef struct {
 
 /* Build the model from base files (or, with mf NULL, from cfg alone: a new
  * model initialised as LlamaForCausalLM's _init_weights does, normal(0,
- * init_std) for Linear and embedding weights, 1 for norms) and spec. Dies
- * with a message naming the tensor on any mismatch. */
+ * init_std) for Linear and embedding weights, 1 for norms) and spec, in
+ * three steps: plan the trained tensors (names, shapes, places in the flat
+ * buffers), initialise them and point the model at them or at the frozen
+ * base weights, and apply spec->init's LoRA pairs. Dies with a message
+ * naming the tensor on any mismatch. */
 void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 		const lp_model_config *cfg, double init_std, const lp_train_spec *spec);
 void lp_train_model_free(lp_train_model *m);

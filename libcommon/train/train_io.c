@@ -75,17 +75,17 @@ static void write_tensors(const char *path, const lp_train_model *m, const float
 }
 
 /* PEFT 0.21.2's adapter_config.json for a LoRA adapter. */
-static jv adapter_config(const lp_train_desc *d)
+static jv adapter_config(const lp_train_spec *spec)
 {
 	jv targets = jv_array(), save = jv_null();
 	for (int j = 0; j < LP_NMODULES; j++)
-		if (d->targets & (1u << j))
+		if (spec->targets & (1u << j))
 			targets = jv_array_append(targets, jv_string(lp_module_name(j)));
-	if (d->save_embed || d->save_head) {
+	if (spec->save_embed || spec->save_head) {
 		save = jv_array();
-		if (d->save_embed)
+		if (spec->save_embed)
 			save = jv_array_append(save, jv_string(lp_arch[LP_ROLE_EMBED].leaf));
-		if (d->save_head)
+		if (spec->save_head)
 			save = jv_array_append(save, jv_string(lp_arch[LP_ROLE_HEAD].leaf));
 	}
 	jv c = jv_object();
@@ -100,22 +100,22 @@ static jv adapter_config(const lp_train_desc *d)
 		c = jv_object_set(c, jv_string(nulls[i]), jv_null());
 	c = jv_object_set(c, jv_string("alpha_pattern"), jv_object());
 	c = jv_object_set(c, jv_string("base_model_name_or_path"),
-			d->base_model ? jv_string(d->base_model) : jv_null());
+			spec->base_model ? jv_string(spec->base_model) : jv_null());
 	c = jv_object_set(c, jv_string("bias"), jv_string("none"));
 	c = jv_object_set(c, jv_string("ensure_weight_tying"), jv_false());
 	c = jv_object_set(c, jv_string("fan_in_fan_out"), jv_false());
 	c = jv_object_set(c, jv_string("inference_mode"), jv_true());
 	c = jv_object_set(c, jv_string("init_lora_weights"), jv_true());
 	c = jv_object_set(c, jv_string("loftq_config"), jv_object());
-	c = jv_object_set(c, jv_string("lora_alpha"), jv_number(d->alpha));
+	c = jv_object_set(c, jv_string("lora_alpha"), jv_number(spec->alpha));
 	c = jv_object_set(c, jv_string("lora_bias"), jv_false());
-	c = jv_object_set(c, jv_string("lora_dropout"), jv_number(d->dropout));
+	c = jv_object_set(c, jv_string("lora_dropout"), jv_number(spec->dropout));
 	c = jv_object_set(c, jv_string("megatron_core"), jv_string("megatron.core"));
 	c = jv_object_set(c, jv_string("modules_to_save"), save);
 	c = jv_object_set(c, jv_string("peft_type"), jv_string("LORA"));
 	c = jv_object_set(c, jv_string("peft_version"), jv_string("0.21.2"));
 	c = jv_object_set(c, jv_string("qalora_group_size"), jv_number(16));
-	c = jv_object_set(c, jv_string("r"), jv_number((double)d->r));
+	c = jv_object_set(c, jv_string("r"), jv_number((double)spec->r));
 	c = jv_object_set(c, jv_string("rank_pattern"), jv_object());
 	c = jv_object_set(c, jv_string("target_modules"), targets);
 	c = jv_object_set(c, jv_string("task_type"), jv_string("CAUSAL_LM"));
@@ -126,9 +126,9 @@ static jv adapter_config(const lp_train_desc *d)
 }
 
 /* The base's config.json with the trained model's vocabulary and tying. */
-static jv model_config(const lp_train_desc *d, const lp_train_model *m)
+static jv model_config(const lp_train_spec *spec, const lp_train_model *m)
 {
-	jv c = d->config_json ? jv_parse(d->config_json) : jv_invalid();
+	jv c = spec->config_json ? jv_parse(spec->config_json) : jv_invalid();
 	if (!jv_is_valid(c) || jv_get_kind(c) != JV_KIND_OBJECT) {
 		jv_free(c);
 		c = jv_object(); /* Meta's params.json: write what transformers needs */
@@ -153,20 +153,20 @@ static jv model_config(const lp_train_desc *d, const lp_train_model *m)
 	return c;
 }
 
-static void write_weights_into(const char *dir, const lp_train_model *m, const lp_train_desc *d,
-		char *(*path_of)(void *, const char *), void *ctx)
+static void write_weights_into(const char *dir, const lp_train_model *m,
+		const lp_train_spec *spec, char *(*path_of)(void *, const char *), void *ctx)
 {
 	const char *suffix[] = {""};
 	char *p;
 	(void)dir;
-	if (d->full) {
+	if (spec->full) {
 		p = path_of(ctx, "config.json");
-		write_json(p, model_config(d, m));
+		write_json(p, model_config(spec, m));
 		free(p);
 		p = path_of(ctx, "model.safetensors");
 	} else {
 		p = path_of(ctx, "adapter_config.json");
-		write_json(p, adapter_config(d));
+		write_json(p, adapter_config(spec));
 		free(p);
 		p = path_of(ctx, "adapter_model.safetensors");
 	}
@@ -179,11 +179,11 @@ static char *plain_path(void *dir, const char *name)
 	return join(dir, name);
 }
 
-void lp_train_write_weights(const char *dir, const lp_train_model *m, const lp_train_desc *d)
+void lp_train_write_weights(const char *dir, const lp_train_model *m, const lp_train_spec *spec)
 {
 	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
 		lp_die(dir, "cannot make directory: %s", strerror(errno));
-	write_weights_into(dir, m, d, plain_path, (void *)dir);
+	write_weights_into(dir, m, spec, plain_path, (void *)dir);
 }
 
 /* ---- checkpoints ---- */
@@ -235,7 +235,7 @@ static void fsync_dir(const char *path)
 /* Written under "<parent>/.<name>.tmp" and renamed whole. Not through
  * atomic_dir.h: its signal handler would remove the directory under us
  * when the SIGTERM that asks for this very checkpoint arrives. */
-void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_train_desc *d)
+void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_train_spec *spec)
 {
 	char *copy = lp_strdup(dir), *slash = strrchr(copy, '/');
 	const char *base = slash ? slash + 1 : copy;
@@ -248,7 +248,7 @@ void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_tr
 	remove_tree(tmp);
 	if (mkdir(tmp, 0777) != 0)
 		lp_die(tmp, "cannot make directory: %s", strerror(errno));
-	write_weights_into(tmp, t->m, d, plain_path, tmp);
+	write_weights_into(tmp, t->m, spec, plain_path, tmp);
 	const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
 	const float *bufs[] = {t->mom1, t->mom2};
 	char *p = join(tmp, "optimizer.safetensors");

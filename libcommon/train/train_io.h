@@ -27,21 +27,11 @@
 #include "train/llama_train.h"
 #include "train/trainer.h"
 
-typedef struct {
-	const char *base_model;         /* base_model_name_or_path, or NULL */
-	int64_t r;
-	double alpha, dropout;
-	unsigned targets;               /* bit per enum lp_module */
-	int save_embed, save_head;
-	int full;                       /* write a model, not an adapter */
-	const char *config_json;        /* full: the config.json text to start from */
-} lp_train_desc;
-
-/* The weights (adapter or model) and their config into dir, each file
- * replaced atomically. */
-void lp_train_write_weights(const char *dir, const lp_train_model *m, const lp_train_desc *d);
+/* The weights (adapter, or with s->full the model) and their config into
+ * dir, each file replaced atomically. */
+void lp_train_write_weights(const char *dir, const lp_train_model *m, const lp_train_spec *s);
 /* A checkpoint of t into dir (made atomically; an old one is replaced). */
-void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_train_desc *d);
+void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_train_spec *s);
 /* Restore the optimizer moments and the position from checkpoint dir into
  * t (whose model was built from the checkpoint's weights). Dies naming
  * what does not match: settings, data, tensors. */
