@@ -23,11 +23,12 @@ struct lp_atomic_dir {
 	char *file[MAX_FILES], *file_tmp[MAX_FILES];
 	int nfiles;
 	int force, exists;
+	int on_signal;          /* removed by the signal handler too */
 	struct lp_atomic_dir *next;
 };
 
 static struct lp_atomic_dir *pending;
-static int hooked;
+static int hooked_exit, hooked_signals;
 static struct sigaction old_action[4];
 static const int signals[4] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
 
@@ -49,19 +50,24 @@ static void remove_pending(void)
 
 static void on_signal(int sig)
 {
-	remove_pending();
+	for (struct lp_atomic_dir *d = pending; d; d = d->next)
+		if (d->on_signal)
+			remove_dir(d);
 	for (int i = 0; i < 4; i++)
 		if (signals[i] == sig)
 			sigaction(sig, &old_action[i], NULL);
 	raise(sig); /* now handled as before us (lp_init's handler, or death) */
 }
 
-static void hook(void)
+static void hook(int signals_too)
 {
-	if (hooked)
+	if (!hooked_exit) {
+		hooked_exit = 1;
+		atexit(remove_pending);
+	}
+	if (!signals_too || hooked_signals)
 		return;
-	hooked = 1;
-	atexit(remove_pending);
+	hooked_signals = 1;
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_signal;
@@ -130,6 +136,12 @@ void lp_refuse_existing(const char *path, int force)
 
 lp_atomic_dir *lp_atomic_dir_create(const char *path, int force)
 {
+	return lp_atomic_dir_create_flags(path, force ? LP_ATOMIC_DIR_FORCE : 0);
+}
+
+lp_atomic_dir *lp_atomic_dir_create_flags(const char *path, int flags)
+{
+	int force = flags & LP_ATOMIC_DIR_FORCE;
 	lp_atomic_dir *d = lp_calloc(1, sizeof *d);
 	size_t n = strlen(path);
 	while (n > 1 && path[n - 1] == '/')
@@ -155,7 +167,8 @@ lp_atomic_dir *lp_atomic_dir_create(const char *path, int force)
 	char name[4096];
 	snprintf(name, sizeof name, ".%s.tmp.%ld", base, (long)getpid());
 	d->tmp = join(d->parent, name);
-	hook();
+	d->on_signal = !(flags & LP_ATOMIC_DIR_NO_SIGNALS);
+	hook(d->on_signal);
 	if (mkdir(d->tmp, 0777) != 0)
 		lp_die(d->tmp, "cannot make directory: %s", strerror(errno));
 	d->next = pending;

@@ -11,15 +11,23 @@
  * same path removes such leftovers whose process is gone.
  *
  * An existing path is refused unless force is set; then the old directory
- * (or file) is swapped out on commit with one rename and removed after. */
+ * (or file) is swapped out on commit with one rename and removed after.
+ *
+ * LP_ATOMIC_DIR_NO_SIGNALS leaves signals alone: the directory is removed
+ * on lp_die() and exit() only, for a program that answers a signal by
+ * finishing what it writes (lora-train's checkpoint on SIGTERM). */
 #ifndef LP_ATOMIC_DIR_H
 #define LP_ATOMIC_DIR_H
 
 typedef struct lp_atomic_dir lp_atomic_dir;
 
+enum { LP_ATOMIC_DIR_FORCE = 1, LP_ATOMIC_DIR_NO_SIGNALS = 2 };
+
 /* Create the temporary directory for path; dies naming path if path
  * exists (and !force) or the directory cannot be made. */
 lp_atomic_dir *lp_atomic_dir_create(const char *path, int force);
+/* The same with LP_ATOMIC_DIR_* flags. */
+lp_atomic_dir *lp_atomic_dir_create_flags(const char *path, int flags);
 /* The temporary directory. */
 const char *lp_atomic_dir_tmp(const lp_atomic_dir *d);
 /* "<tmp>/<name>" (malloc'd), registered for removal on failure. name is a

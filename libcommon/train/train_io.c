@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <jv.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/atomic_dir.h"
 #include "base/common.h"
 #include "formats/safetensors.h"
 
@@ -153,12 +153,11 @@ static jv model_config(const lp_train_spec *spec, const lp_train_model *m)
 	return c;
 }
 
-static void write_weights_into(const char *dir, const lp_train_model *m,
-		const lp_train_spec *spec, char *(*path_of)(void *, const char *), void *ctx)
+static void write_weights_into(const lp_train_model *m, const lp_train_spec *spec,
+		char *(*path_of)(void *, const char *), void *ctx)
 {
 	const char *suffix[] = {""};
 	char *p;
-	(void)dir;
 	if (spec->full) {
 		p = path_of(ctx, "config.json");
 		write_json(p, model_config(spec, m));
@@ -183,7 +182,7 @@ void lp_train_write_weights(const char *dir, const lp_train_model *m, const lp_t
 {
 	if (mkdir(dir, 0777) != 0 && errno != EEXIST)
 		lp_die(dir, "cannot make directory: %s", strerror(errno));
-	write_weights_into(dir, m, spec, plain_path, (void *)dir);
+	write_weights_into(m, spec, plain_path, (void *)dir);
 }
 
 /* ---- checkpoints ---- */
@@ -224,55 +223,28 @@ static void remove_tree(const char *p)
 		lp_warn(p, "cannot remove: %s", strerror(errno));
 }
 
-static void fsync_dir(const char *path)
+static char *atomic_path(void *d, const char *name)
 {
-	int fd = open(path, O_RDONLY | O_DIRECTORY);
-	if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS))
-		lp_die(path, "fsync: %s", strerror(errno));
-	close(fd);
+	return lp_atomic_dir_path(d, name);
 }
 
-/* Written under "<parent>/.<name>.tmp" and renamed whole. Not through
- * atomic_dir.h: its signal handler would remove the directory under us
- * when the SIGTERM that asks for this very checkpoint arrives. */
+/* Written as an atomic directory (base/atomic_dir.h) that replaces an old
+ * one, with no signal clean-up: the SIGTERM that asks for this very
+ * checkpoint must not remove it while it is written. */
 void lp_train_write_checkpoint(const char *dir, const lp_trainer *t, const lp_train_spec *spec)
 {
-	char *copy = lp_strdup(dir), *slash = strrchr(copy, '/');
-	const char *base = slash ? slash + 1 : copy;
-	size_t n = strlen(dir) + 16;
-	char *tmp = lp_malloc(n), *old = lp_malloc(n);
-	if (slash)
-		*slash = 0;
-	snprintf(tmp, n, "%s/.%s.tmp", slash ? copy : ".", base);
-	snprintf(old, n, "%s/.%s.old", slash ? copy : ".", base);
-	remove_tree(tmp);
-	if (mkdir(tmp, 0777) != 0)
-		lp_die(tmp, "cannot make directory: %s", strerror(errno));
-	write_weights_into(tmp, t->m, spec, plain_path, tmp);
+	lp_atomic_dir *d = lp_atomic_dir_create_flags(dir,
+			LP_ATOMIC_DIR_FORCE | LP_ATOMIC_DIR_NO_SIGNALS);
+	write_weights_into(t->m, spec, atomic_path, d);
 	const char *suffix[] = {".exp_avg", ".exp_avg_sq"};
 	const float *bufs[] = {t->mom1, t->mom2};
-	char *p = join(tmp, "optimizer.safetensors");
+	char *p = lp_atomic_dir_path(d, "optimizer.safetensors");
 	write_tensors(p, t->m, NULL, suffix, bufs, 2);
 	free(p);
-	p = join(tmp, "trainer_state.json");
+	p = lp_atomic_dir_path(d, "trainer_state.json");
 	write_json(p, state_json(t));
 	free(p);
-	fsync_dir(tmp);
-	struct stat st;
-	int existed = lstat(dir, &st) == 0;
-	if (existed) {
-		remove_tree(old);
-		if (rename(dir, old) != 0)
-			lp_die(dir, "cannot move aside: %s", strerror(errno));
-	}
-	if (rename(tmp, dir) != 0)
-		lp_die(dir, "cannot rename %s: %s", tmp, strerror(errno));
-	fsync_dir(slash ? copy : ".");
-	if (existed)
-		remove_tree(old);
-	free(tmp);
-	free(old);
-	free(copy);
+	lp_atomic_dir_commit(d);
 }
 
 static double num_field(jv s, const char *key, const char *path)

@@ -18,7 +18,8 @@
  * optimizer.safetensors ("NAME.exp_avg", "NAME.exp_avg_sq" for each trained
  * tensor) and trainer_state.json (step, AdamW's step count, epoch and
  * micro-batch reached, the settings a resume must share). It is written as
- * .checkpoint-STEP.tmp beside it and renamed: whole or not at all. */
+ * an atomic directory (base/atomic_dir.h: .checkpoint-STEP.tmp.PID beside
+ * it, renamed whole), so it is there whole or not at all. */
 #ifndef LP_TRAIN_IO_H
 #define LP_TRAIN_IO_H
 

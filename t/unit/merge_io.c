@@ -233,6 +233,57 @@ static void test_atomic_dir(const char *dir)
 			"atomic dir: lp_die removes the temporary directory");
 }
 
+static volatile sig_atomic_t got_term;
+static void on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+/* A program that answers SIGTERM by finishing its output (lora-train's
+ * checkpoint) keeps a LP_ATOMIC_DIR_NO_SIGNALS directory through the
+ * signal; a plain one is removed by it, and the program's own handler
+ * still runs after. Run in a child that has made no atomic directory yet,
+ * so the plain one hooks the signals over the child's handler. */
+static void test_atomic_dir_signals(const char *dir)
+{
+	char kept[512], gone[512], file[600];
+	snprintf(kept, sizeof kept, "%s/kept", dir);
+	snprintf(gone, sizeof gone, "%s/gone", dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct sigaction sa;
+		struct stat st;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_term;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		lp_atomic_dir *k = lp_atomic_dir_create_flags(kept,
+				LP_ATOMIC_DIR_FORCE | LP_ATOMIC_DIR_NO_SIGNALS);
+		raise(SIGTERM);
+		int survived = got_term && stat(lp_atomic_dir_tmp(k), &st) == 0;
+		char *q = lp_atomic_dir_path(k, "x");
+		FILE *g = fopen(q, "w");
+		fputs("whole", g);
+		fclose(g);
+		free(q);
+		lp_atomic_dir_commit(k);
+		got_term = 0;
+		lp_atomic_dir *c = lp_atomic_dir_create(gone, 0);
+		char *tmp = lp_strdup(lp_atomic_dir_tmp(c));
+		raise(SIGTERM);
+		int removed = got_term && stat(tmp, &st) != 0;
+		_exit(survived && removed ? 0 : 3);
+	}
+	int status;
+	struct stat st;
+	waitpid(pid, &status, 0);
+	snprintf(file, sizeof file, "%s/x", kept);
+	ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 && stat(file, &st) == 0 &&
+			count_entries(dir, ".kept.tmp.") == 0 && stat(gone, &st) != 0,
+			"atomic dir: a no-signals directory outlives SIGTERM, a plain one does not");
+}
+
 int main(void)
 {
 	lp_init("merge_io");
@@ -242,6 +293,7 @@ int main(void)
 		return 1;
 	test_pth(dir);
 	test_json();
+	test_atomic_dir_signals(dir);  /* first: before any directory hooks signals */
 	test_atomic_dir(dir);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
