@@ -1,3 +1,9 @@
+/* Layer base/ (libbase.a): what every other part of libcommon and the
+ * compute layer stand on, and the only part kernels/ may include: errors
+ * and exit codes, checked allocation, atomic files and directories,
+ * element types and half floats, buffered input (zstd undone). It knows
+ * no file format and no model. */
+
 /* common.h: error reporting, checked allocation, atomic file writes.
  *
  * Every tool reports problems as one line on stderr, "prog: where: what",

@@ -1,3 +1,9 @@
+/* Layer formats/: the bytes of every file and stream format the tools
+ * read or write, each in its own file (frames, JSONL, safetensors, GGUF,
+ * PyTorch's zip and pickle, the pth writer, SentencePiece's protobuf,
+ * in-place JSON edits), on base/ alone. Readers check what they are given
+ * and have fuzz targets; no format knows what a LLaMA model is. */
+
 /* safetensors.h: read (mmap, in place) and write safetensors files.
  *
  * The format: a u64 little-endian header length N, N bytes of UTF-8 JSON

@@ -1,3 +1,8 @@
+/* Layer generate/: decoding as Hugging Face's generate does it: logits
+ * processors and sampling on host rows (sampling.h), the search
+ * bookkeeping of greedy, sampling and beam searches (beam.h), and the
+ * loop that drives the model with them (this file). On model/ and text/. */
+
 /* generate.h: drive a search (beam.h) with the model (llama.h): prefill the
  * prompt once, copy its cache to every row, then one token per row per
  * step, reordering the cache as beams move. Stop strings, the time limit

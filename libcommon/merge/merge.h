@@ -1,3 +1,8 @@
+/* Layer merge/: adapters merged into a base model in bounded memory (the
+ * plan and the block-by-block products, merge.c), and the result written
+ * as Hugging Face safetensors, Meta .pth or GGUF (merge_export.c). On
+ * model/ and formats/. */
+
 /* merge.h: LoRA adapters merged into a base model, and the merged (or just
  * converted) model written as Hugging Face safetensors, Meta .pth or GGUF.
  *

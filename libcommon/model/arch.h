@@ -1,3 +1,9 @@
+/* Layer model/: a LLaMA model, as files and on the compute layer: the
+ * architecture table (this file), config.json / params.json, model and
+ * adapter directories in every layout, and the inference model with its
+ * KV cache and LoRA applied on the fly. On base/, formats/ and kernels.h;
+ * train/, generate/ and merge/ build on it. */
+
 /* arch.h: the LLaMA architecture, stated once.
  *
  * Every tensor of a LLaMA model has a role (enum lp_role); lp_arch[role]

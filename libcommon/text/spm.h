@@ -1,3 +1,8 @@
+/* Layer text/: text to token ids and back: the sentencepiece wrapper
+ * (spm.h over spm.cc, the one C++ file), prompt templates, batch encoding
+ * on all threads, and the instruction builders behind mkinstr. On base/;
+ * knows no model. */
+
 /* spm.h: a small C interface to the sentencepiece library.
  *
  * The sentencepiece model is the truth for tokenization: these calls are

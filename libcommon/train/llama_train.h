@@ -1,3 +1,8 @@
+/* Layer train/: training on the compute layer: the training model with
+ * its forward and backward written out (this file), the data as
+ * micro-batches and the optimizer loop (trainer.h), and what training
+ * writes: adapters, models, checkpoints (train_io.h). On model/. */
+
 /* llama_train.h: the LLaMA model on the compute layer (kernels.h), for
  * training: forward, loss and backward written out layer by layer.
  *
