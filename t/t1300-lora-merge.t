@@ -11,7 +11,7 @@ $PYTHON -c "import torch, transformers, peft" 2>/dev/null && test_set_prereq PY_
 test_expect_success 'unit tests: torch.save writer, config.json edits, atomic directory' '
 	"$LP_BUILD/t/merge_io" >unit.out &&
 	! grep "^not ok" unit.out &&
-	test_grep "^1\.\.12$" unit.out
+	test_grep "^1\.\.13$" unit.out
 '
 
 test_expect_success '--help prints usage to stdout' '
