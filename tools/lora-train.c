@@ -323,8 +323,8 @@ static int64_t rows_of(const lp_adapter *a, const char *name)
 static int64_t choose_vocab(int64_t base_rows)
 {
 	int64_t V = base_rows;
-	int64_t e = rows_of(run.init, "model.embed_tokens.weight");
-	int64_t h = rows_of(run.init, "lm_head.weight");
+	int64_t e = rows_of(run.init, lp_arch[LP_ROLE_EMBED].hf);
+	int64_t h = rows_of(run.init, lp_arch[LP_ROLE_HEAD].hf);
 	if (e && h && e != h)
 		lp_die(run.init->dir, "embed_tokens has %lld rows but lm_head %lld", (long long)e,
 				(long long)h);
@@ -411,7 +411,8 @@ static void open_inputs(void)
 			lp_die(run.init->dir, "does not fit %s: %s", run.mf->dir, err);
 		take_adapter_settings(run.init);
 	}
-	int64_t base_rows = run.mf ? (int64_t)lp_mf_get(run.mf, "model.embed_tokens.weight")->shape[0]
+	const char *embed = lp_arch[LP_ROLE_EMBED].hf;
+	int64_t base_rows = run.mf ? (int64_t)lp_mf_get(run.mf, embed)->shape[0]
 		: run.scratch_cfg.vocab_size;
 	int64_t V = choose_vocab(base_rows);
 
