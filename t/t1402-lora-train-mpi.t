@@ -125,6 +125,17 @@ test_expect_success 'LoRA, --data: 2 and 3 ranks give one process'"'"'s adapter'
 	paste l1 l3 | awk "{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 1e-6) exit 1 }"
 '
 
+test_expect_success 'evaluation batches dealt round the ranks: the same eval_loss' '
+	lora-train $L --grad-accum 6 --data pt.frames --eval pt20.frames --eval-steps 3 \
+		-o ev1 >ev1.log &&
+	mpirun -np 3 lora-train $L --grad-accum 2 --data pt.frames --eval pt20.frames \
+		--eval-steps 3 -o ev3 >ev3.log &&
+	sed -n "s/.*\"eval_loss\":\([^,}]*\).*/\1/p" ev1.log >e1 &&
+	sed -n "s/.*\"eval_loss\":\([^,}]*\).*/\1/p" ev3.log >e3 &&
+	test_line_count = 2 e1 && test_line_count = 2 e3 &&
+	paste e1 e3 | awk "{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 1e-6) exit 1 }"
+'
+
 test_expect_success 'LoRA from a pipe: rank 0 reads, the ranks get their batches' '
 	mpirun -np 3 lora-train $L --grad-accum 2 -o pipe3 <pt.frames >pipe3.log &&
 	cmp three/adapter_model.safetensors pipe3/adapter_model.safetensors &&
