@@ -481,14 +481,25 @@ void lp_trainer_whole_moments(lp_trainer *t, float **m1, float **m2)
 		*m2 = t->mom2;
 		return;
 	}
-	size_t n = t->m->ntrain, lo = (size_t)t->rank * t->per, T0 = t->per * (size_t)t->nranks;
-	float *src[2] = {t->mom1, t->mom2}, *dst[2];
+	/* the slices go to rank 0 only, through host memory */
+	size_t n = t->m->ntrain, per = t->per, T0 = per * (size_t)t->nranks;
+	float *src[2] = {t->mom1, t->mom2}, *dst[2] = {NULL, NULL};
+	float *host = lp_malloc(per * sizeof *host + 1);
 	for (int k = 0; k < 2; k++) {
+		if (t->rank != 0) {
+			lp_download(host, src[k], per * sizeof *host);
+			lp_comm_send(host, per * sizeof *host, 0);
+			continue;
+		}
 		dst[k] = lp_alloc(n * sizeof(float));
-		lp_copy(dst[k] + lo, src[k], t->per * sizeof(float));
-		lp_copy(dst[k] + T0, src[k] + t->per, t->tail * sizeof(float));
-		lp_comm_allgather_f32(dst[k], t->per);
+		lp_copy(dst[k], src[k], per * sizeof(float));
+		lp_copy(dst[k] + T0, src[k] + per, t->tail * sizeof(float));
+		for (int r = 1; r < t->nranks; r++) {
+			lp_comm_recv(host, per * sizeof *host, r);
+			lp_upload(dst[k] + (size_t)r * per, host, per * sizeof *host);
+		}
 	}
+	free(host);
 	*m1 = dst[0];
 	*m2 = dst[1];
 }
@@ -506,9 +517,9 @@ void lp_trainer_put_moments(lp_trainer *t, const float *m1, const float *m2)
 
 void lp_trainer_free_moments(const lp_trainer *t, float *m1, float *m2)
 {
-	if (m1 != t->mom1)
+	if (m1 && m1 != t->mom1)
 		lp_free(m1);
-	if (m2 != t->mom2)
+	if (m2 && m2 != t->mom2)
 		lp_free(m2);
 }
 

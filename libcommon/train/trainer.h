@@ -143,9 +143,10 @@ double lp_schedule_lambda(int schedule, int64_t s, int64_t warmup, int64_t total
  * over examples of their batch's mean loss. */
 double lp_trainer_eval(lp_trainer *t, const lp_dataset *d);
 /* The whole AdamW moments (ntrain each, device): t->mom1/mom2 themselves,
- * or, when sharded, new buffers the ranks' slices are gathered into (every
- * rank calls it); lp_trainer_put_moments takes this rank's slice back
- * from whole ones. Free with lp_trainer_free_moments. */
+ * or, when sharded, new buffers on rank 0 the ranks' slices are gathered
+ * into (every rank calls it; the others get NULL). lp_trainer_put_moments
+ * takes this rank's slice back from whole ones. Free with
+ * lp_trainer_free_moments. */
 void lp_trainer_whole_moments(lp_trainer *t, float **m1, float **m2);
 void lp_trainer_put_moments(lp_trainer *t, const float *m1, const float *m2);
 void lp_trainer_free_moments(const lp_trainer *t, float *m1, float *m2);
