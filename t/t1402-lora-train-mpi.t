@@ -30,12 +30,9 @@ test_expect_success '--help says whether the build runs on several ranks' '
 	test_grep -- "--comm-timeout" out
 '
 
-if ! lora-train --help | grep -q "over MPI"; then
-	test_skip_all "lora-train built without MPI"
-fi
-if ! command -v mpirun >/dev/null 2>&1; then
-	test_skip_all "no mpirun"
-fi
+# the rest needs a build with MPI, and mpirun
+lora-train --help | grep -q "over MPI" && command -v mpirun >/dev/null 2>&1 &&
+	test_set_prereq MPI
 
 # same_weights A B TOL: every tensor of two safetensors files within TOL
 cat >same.py <<\EOF
@@ -94,7 +91,7 @@ at_line() {
 	return 0
 }
 
-test_expect_success 'setup: a base model, 30 records' '
+test_expect_success MPI 'setup: a base model, 30 records' '
 	cat >config.json <<-\EOF &&
 	{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
 	 "intermediate_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -112,7 +109,7 @@ test_expect_success 'setup: a base model, 30 records' '
 L="-M base -b 2 --max-steps 6 --lr 1e-3 --dropout 0.1 --warmup-steps 1"
 F="-M base --full -b 2 --max-steps 6 --lr 1e-3 --warmup-steps 1"
 
-test_expect_success 'LoRA, --data: 2 and 3 ranks give one process'"'"'s adapter' '
+test_expect_success MPI 'LoRA, --data: 2 and 3 ranks give one process'"'"'s adapter' '
 	lora-train $L --grad-accum 6 --data pt.frames -o one >one.log &&
 	mpirun -np 2 lora-train $L --grad-accum 3 --data pt.frames -o two >two.log 2>two.err &&
 	mpirun -np 3 lora-train $L --grad-accum 2 --data pt.frames -o three >three.log &&
@@ -125,7 +122,7 @@ test_expect_success 'LoRA, --data: 2 and 3 ranks give one process'"'"'s adapter'
 	paste l1 l3 | awk "{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 1e-6) exit 1 }"
 '
 
-test_expect_success 'evaluation batches dealt round the ranks: the same eval_loss' '
+test_expect_success MPI 'evaluation batches dealt round the ranks: the same eval_loss' '
 	lora-train $L --grad-accum 6 --data pt.frames --eval pt20.frames --eval-steps 3 \
 		-o ev1 >ev1.log &&
 	mpirun -np 3 lora-train $L --grad-accum 2 --data pt.frames --eval pt20.frames \
@@ -136,14 +133,14 @@ test_expect_success 'evaluation batches dealt round the ranks: the same eval_los
 	paste e1 e3 | awk "{ d = \$1 - \$2; if (d < 0) d = -d; if (d > 1e-6) exit 1 }"
 '
 
-test_expect_success 'LoRA from a pipe: rank 0 reads, the ranks get their batches' '
+test_expect_success MPI 'LoRA from a pipe: rank 0 reads, the ranks get their batches' '
 	mpirun -np 3 lora-train $L --grad-accum 2 -o pipe3 <pt.frames >pipe3.log &&
 	cmp three/adapter_model.safetensors pipe3/adapter_model.safetensors &&
 	cat pt.frames | mpirun -np 2 lora-train $L --grad-accum 3 -o pipe2 >/dev/null &&
 	same_weights one/adapter_model.safetensors pipe2/adapter_model.safetensors $TOL
 '
 
-test_expect_success '--full shards the optimizer over 2 and 3 ranks: the same model' '
+test_expect_success MPI '--full shards the optimizer over 2 and 3 ranks: the same model' '
 	lora-train $F --grad-accum 6 --data pt.frames -o fone >/dev/null &&
 	mpirun -np 2 lora-train $F --grad-accum 3 --data pt.frames -o ftwo >/dev/null &&
 	mpirun -np 3 lora-train $F --grad-accum 2 -o fthree <pt.frames >/dev/null &&
@@ -154,7 +151,7 @@ test_expect_success '--full shards the optimizer over 2 and 3 ranks: the same mo
 	same_weights fone/model.safetensors fchunk/model.safetensors $TOL
 '
 
-test_expect_success 'only rank 0 writes: metrics, --log, checkpoints, the adapter' '
+test_expect_success MPI 'only rank 0 writes: metrics, --log, checkpoints, the adapter' '
 	mpirun -np 3 lora-train $L --grad-accum 2 --data pt.frames -o w --log w.log \
 		--save-steps 2 >stdout &&
 	test_line_count = 0 stdout && test_line_count = 6 w.log &&
@@ -162,7 +159,7 @@ test_expect_success 'only rank 0 writes: metrics, --log, checkpoints, the adapte
 		checkpoint-2 checkpoint-4 >expect && test_cmp expect dirs
 '
 
-test_expect_success 'resume a sharded checkpoint on other numbers of ranks' '
+test_expect_success MPI 'resume a sharded checkpoint on other numbers of ranks' '
 	mpirun -np 3 lora-train $F --grad-accum 2 --data pt.frames -o fr --save-steps 3 \
 		>/dev/null &&
 	mkdir fr2 fr1 && cp -r fr/checkpoint-3 fr2/ && cp -r fr/checkpoint-3 fr1/ &&
@@ -174,7 +171,7 @@ test_expect_success 'resume a sharded checkpoint on other numbers of ranks' '
 	same_weights fone/model.safetensors fr1/model.safetensors $TOL
 '
 
-test_expect_success 'a resume whose ranks cannot make the checkpoint'"'"'s step says how' '
+test_expect_success MPI 'a resume whose ranks cannot make the checkpoint'"'"'s step says how' '
 	test_must_fail mpirun -np 2 lora-train $F --grad-accum 2 --data pt.frames -o fr2 \
 		--resume fr/checkpoint-3 >/dev/null 2>err &&
 	test_grep "takes 6 micro-batches; on 2 ranks give --grad-accum 3" err &&
@@ -183,7 +180,7 @@ test_expect_success 'a resume whose ranks cannot make the checkpoint'"'"'s step 
 	test_grep "4 ranks cannot share evenly" err
 '
 
-test_expect_success 'ranks whose data or settings differ stop at the start' '
+test_expect_success MPI 'ranks whose data or settings differ stop at the start' '
 	test_must_fail mpirun -np 2 lora-train $L --data pt.frames -o d1 : \
 		-np 1 lora-train $L --data pt20.frames -o d1 >/dev/null 2>err &&
 	test_grep "ranks: rank 2: data differ from rank 0.s" err && ! test -d d1 &&
@@ -194,7 +191,7 @@ test_expect_success 'ranks whose data or settings differ stop at the start' '
 
 K="-M base -b 2 --max-steps 600 --save-steps 50 --save-total-limit 2 --data pt.frames --comm-timeout 5"
 
-test_expect_success 'kill -9 of a rank: every rank exits, the last checkpoint resumes' '
+test_expect_success MPI 'kill -9 of a rank: every rank exits, the last checkpoint resumes' '
 	lora-train $K --grad-accum 3 -o kwhole >/dev/null &&
 	( timeout 120 mpirun -np 3 lora-train $K -o kcut 2>kcut.err; echo $? >rc ) |
 		at_line 120 KILL 1 &&
@@ -209,7 +206,7 @@ test_expect_success 'kill -9 of a rank: every rank exits, the last checkpoint re
 	same_weights kwhole/adapter_model.safetensors kcut/adapter_model.safetensors 1.2e-4
 '
 
-test_expect_success 'a stopped rank is named and every rank exits within --comm-timeout' '
+test_expect_success MPI 'a stopped rank is named and every rank exits within --comm-timeout' '
 	( timeout 120 mpirun -np 3 lora-train $K --max-steps 100000 -o kstop \
 		2>kstop.err; echo $? >rc ) | at_line 50 STOP 2 &&
 	rc=$(cat rc) && test $rc != 0 && test $rc != 124 &&
@@ -217,7 +214,7 @@ test_expect_success 'a stopped rank is named and every rank exits within --comm-
 	gone 0 1 2
 '
 
-test_expect_success 'a stopped rank 0 is named by the others' '
+test_expect_success MPI 'a stopped rank 0 is named by the others' '
 	( timeout 120 mpirun -np 2 lora-train $K --max-steps 100000 -o kstop0 \
 		2>kstop0.err; echo $? >rc ) | at_line 50 STOP 0 &&
 	rc=$(cat rc) && test $rc != 0 && test $rc != 124 &&
@@ -225,7 +222,7 @@ test_expect_success 'a stopped rank 0 is named by the others' '
 	gone 0 1
 '
 
-test_expect_success 'SIGTERM to one rank: all stop at the same step, rank 0 checkpoints' '
+test_expect_success MPI 'SIGTERM to one rank: all stop at the same step, rank 0 checkpoints' '
 	( timeout 120 mpirun -np 3 lora-train $K --grad-accum 1 --max-steps 100000 -o kterm \
 		2>kterm.err; echo $? >rc ) | at_line 50 TERM 2 &&
 	rc=$(cat rc) && test $rc != 0 && test $rc != 124 &&
@@ -234,7 +231,7 @@ test_expect_success 'SIGTERM to one rank: all stop at the same step, rank 0 chec
 	test -f kterm/checkpoint-$step/trainer_state.json
 '
 
-test_expect_success 'the tolerance catches a wrong global batch' '
+test_expect_success MPI 'the tolerance catches a wrong global batch' '
 	mpirun -np 2 lora-train $L --grad-accum 2 --data pt.frames -o wrong >/dev/null &&
 	! same_weights one/adapter_model.safetensors wrong/adapter_model.safetensors $TOL
 '

@@ -14,12 +14,13 @@ test_expect_success 'one process: every operation is the identity' '
 	test_grep -q "^1\.\." out
 '
 
-command -v mpirun >/dev/null 2>&1 || test_skip_all "no mpirun"
-lora-train --help | grep -q "over MPI" || test_skip_all "built without MPI"
+# the rest needs a build with MPI, and mpirun
+lora-train --help | grep -q "over MPI" && command -v mpirun >/dev/null 2>&1 &&
+	test_set_prereq MPI
 
 for n in 1 2 3; do
 	for chunk in "" 3; do
-		test_expect_success "$n rank(s)${chunk:+, calls of $chunk elements}" "
+		test_expect_success MPI "$n rank(s)${chunk:+, calls of $chunk elements}" "
 			LLAMAPIPE_COMM_CHUNK=$chunk mpirun -np $n \"\$COMM\" >out &&
 			test_grep \"^# MPI, $n rank\" out && ! grep \"^not ok\" out &&
 			test_grep -q \"^1\\.\\.\" out
