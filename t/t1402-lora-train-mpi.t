@@ -70,6 +70,15 @@ rank_pid() {
 	done
 	return 1
 }
+# fails_in_time CMD...: CMD fails cleanly (status 1-127), and not by the
+# watchdog that keeps a hung job from hanging the suite
+fails_in_time() {
+	timeout 120 "$@"
+	rc=$?
+	if [ $rc = 0 ] || [ $rc = 124 ] || [ $rc -ge 128 ]; then
+		echo "fails_in_time: '$*' exited $rc" >&2; return 1
+	fi
+}
 # gone N...: wait until ranks N... of this file's job have left
 gone() {
 	i=0
@@ -172,21 +181,30 @@ test_expect_success MPI 'resume a sharded checkpoint on other numbers of ranks' 
 '
 
 test_expect_success MPI 'a resume whose ranks cannot make the checkpoint'"'"'s step says how' '
-	test_must_fail mpirun -np 2 lora-train $F --grad-accum 2 --data pt.frames -o fr2 \
+	fails_in_time mpirun -np 2 lora-train $F --grad-accum 2 --data pt.frames -o fr2 \
 		--resume fr/checkpoint-3 >/dev/null 2>err &&
 	test_grep "takes 6 micro-batches; on 2 ranks give --grad-accum 3" err &&
-	test_must_fail mpirun -np 4 lora-train $F --grad-accum 2 --data pt.frames -o fr2 \
+	fails_in_time mpirun -np 4 lora-train $F --grad-accum 2 --data pt.frames -o fr2 \
 		--resume fr/checkpoint-3 >/dev/null 2>err &&
 	test_grep "4 ranks cannot share evenly" err
 '
 
 test_expect_success MPI 'ranks whose data or settings differ stop at the start' '
-	test_must_fail mpirun -np 2 lora-train $L --data pt.frames -o d1 : \
+	fails_in_time mpirun -np 2 lora-train $L --data pt.frames -o d1 : \
 		-np 1 lora-train $L --data pt20.frames -o d1 >/dev/null 2>err &&
 	test_grep "ranks: rank 2: data differ from rank 0.s" err && ! test -d d1 &&
-	test_must_fail mpirun -np 1 lora-train $L --data pt.frames -o d2 : \
+	fails_in_time mpirun -np 1 lora-train $L --data pt.frames -o d2 : \
 		-np 1 lora-train $L --lr 2e-3 --data pt.frames -o d2 >/dev/null 2>err &&
 	test_grep "ranks: rank 1: settings differ from rank 0.s" err && ! test -d d2
+'
+
+test_expect_success MPI 'bad data on a pipe: rank 0 says so and every rank exits' '
+	fails_in_time mpirun -np 2 lora-train $L -o bad </dev/null 2>err &&
+	test_grep "no examples" err && ! test -d bad &&
+	echo "{\"input_ids\":[1,2,150,3]}" | "$FRAMES" >big.frames &&
+	cat pt.frames big.frames | fails_in_time mpirun -np 3 lora-train $L \
+		-o bad 2>err &&
+	test_grep "record 31 (byte [0-9]*): input_ids\[2\] = 150 is outside" err
 '
 
 K="-M base -b 2 --max-steps 600 --save-steps 50 --save-total-limit 2 --data pt.frames --comm-timeout 5"

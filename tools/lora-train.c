@@ -641,17 +641,16 @@ static uint64_t fp_settings(const lp_trainer *t)
 {
 	char b[2048];
 	const lp_train_opts *o = &t->o;
-	const lp_train_spec *s = &run.spec;
 	int n = snprintf(b, sizeof b, "%d %d %.17g %.17g %.17g %.17g %.17g %.17g %d %lld %.17g "
-			"%.17g %lld %llu %d %d %d | %d %lld %.17g %.17g %u %d %d %lld %d | %lld %lld "
-			"%lld %lld %zu %d | %s %lld %lld %lld", o->batch_size, o->grad_accum, o->lr,
+			"%.17g %lld %llu %d %d %d | %d %lld %.17g %.17g %u %d %d %d %d | %lld %lld "
+			"%lld %lld %zu %d %d | %s %lld %lld %lld", o->batch_size, o->grad_accum, o->lr,
 			o->weight_decay, o->beta1, o->beta2, o->eps, o->max_grad_norm, o->schedule,
 			(long long)o->warmup_steps, o->warmup_ratio, o->epochs, (long long)o->max_steps,
-			(unsigned long long)o->seed, o->shuffle, o->pad_id, o->shard_optimizer, s->full,
-			(long long)s->r, s->alpha, s->dropout, s->targets, s->save_embed, s->save_head,
-			(long long)s->vocab, s->grad_ckpt, (long long)t->total_steps,
+			(unsigned long long)o->seed, o->shuffle, o->pad_id, o->shard_optimizer, opt.full,
+			(long long)opt.r, opt.alpha, opt.dropout, opt.targets, opt.save_embed,
+			opt.save_head, opt.ckpt, opt.skip_nonfinite, (long long)t->total_steps,
 			(long long)t->pos.step, (long long)t->pos.micro_total,
-			(long long)t->pos.adam_t, t->m->ntrain, t->m->nparams, opt.device,
+			(long long)t->pos.adam_t, t->m->ntrain, t->m->nparams, t->m->V, opt.device,
 			(long long)opt.save_steps, (long long)opt.eval_steps,
 			(long long)opt.log_steps);
 	return XXH3_64bits(b, (size_t)n);
