@@ -90,6 +90,15 @@ gone() {
 	done
 	echo "ranks still running" >&2; return 1
 }
+# kill_at N SIGNAL: read metrics from stdin, signal the process in ./pid at line N
+kill_at() {
+	n=0
+	while read l; do
+		n=$((n + 1))
+		if test $n = $1; then kill -$2 $(cat pid); fi
+	done
+	return 0
+}
 # at_line N SIGNAL RANK: read metrics from stdin, signal RANK at line N
 at_line() {
 	n=0
@@ -247,6 +256,13 @@ test_expect_success MPI 'SIGTERM to one rank: all stop at the same step, rank 0 
 	test_grep "stopped by a signal to another rank at step [0-9]*; checkpoint written" kterm.err &&
 	step=$(sed -n "s/.*at step \([0-9]*\);.*/\1/p" kterm.err) &&
 	test -f kterm/checkpoint-$step/trainer_state.json
+'
+
+test_expect_success MPI 'SIGTERM to mpirun reaches the ranks: a checkpoint, then exit 1' '
+	( timeout 120 mpirun -np 2 lora-train $K --grad-accum 1 --max-steps 100000 -o kterm2 \
+		2>kterm2.err & echo $! >pid; wait $!; echo $? >rc ) | kill_at 50 TERM &&
+	test "$(cat rc)" = 1 &&
+	test_grep "stopped by SIGTERM at step [0-9]*; checkpoint written to kterm2/checkpoint-" kterm2.err
 '
 
 test_expect_success MPI 'the tolerance catches a wrong global batch' '

@@ -7,7 +7,8 @@
  * is one rank.
  *
  * Implementations, chosen at lp_comm_init():
- *   single  one rank; every collective is the identity (comm_single.c).
+ *   single  one rank; every collective is the identity (comm.c, always
+ *           built).
  *   mpi     MPI moves everything (comm_mpi.c): the CPU backend's gradient
  *           buffers, and CUDA buffers staged through host memory when NCCL
  *           is absent.
