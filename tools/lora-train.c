@@ -601,25 +601,45 @@ static void dp_check_resume_batch(const lp_trainer *t)
 	free(path);
 }
 
-/* A checkpoint resumed on ranks that shard the optimizer: read whole, keep
- * this rank's slice. */
+/* A checkpoint resumed on ranks that shard the optimizer: rank 0 reads
+ * the moments whole and sends every rank its slice; the position goes to
+ * all. */
 static void dp_read_checkpoint(lp_trainer *t)
 {
 	if (lp_comm_size() > 1)
 		dp_check_resume_batch(t);
-	lp_trainer view = *t;
-	size_t bytes = (t->m->ntrain ? t->m->ntrain : 1) * sizeof(float);
-	if (t->shard) {
+	if (!t->shard) {
+		lp_train_read_checkpoint(run.ckpt, t);
+		return;
+	}
+	size_t per = t->per, tail = t->tail, T0 = per * (size_t)t->nranks;
+	float *host = lp_malloc((per + tail + 1) * sizeof *host);
+	if (lp_comm_rank() == 0) {
+		lp_trainer view = *t;
+		size_t bytes = (t->m->ntrain ? t->m->ntrain : 1) * sizeof(float);
 		view.mom1 = lp_alloc(bytes);
 		view.mom2 = lp_alloc(bytes);
-	}
-	lp_train_read_checkpoint(run.ckpt, &view);
-	t->pos = view.pos;
-	if (t->shard) {
+		lp_train_read_checkpoint(run.ckpt, &view);
+		t->pos = view.pos;
+		const float *whole[2] = {view.mom1, view.mom2};
+		for (int k = 0; k < 2; k++)
+			for (int r = 1; r < t->nranks; r++) {
+				lp_download(host, whole[k] + (size_t)r * per, per * sizeof *host);
+				lp_download(host + per, whole[k] + T0, tail * sizeof *host);
+				lp_comm_send(host, (per + tail) * sizeof *host, r);
+			}
 		lp_trainer_put_moments(t, view.mom1, view.mom2);
 		lp_free(view.mom1);
 		lp_free(view.mom2);
+	} else {
+		float *mine[2] = {t->mom1, t->mom2};
+		for (int k = 0; k < 2; k++) {
+			lp_comm_recv(host, (per + tail) * sizeof *host, 0);
+			lp_upload(mine[k], host, (per + tail) * sizeof *host);
+		}
 	}
+	free(host);
+	lp_comm_bcast(&t->pos, sizeof t->pos, 0);
 }
 
 /* Every rank gathers the moments; rank 0 writes. NULL on the others. */
