@@ -43,7 +43,23 @@ BACKENDS := cpu cuda
 else
 BACKENDS := cpu (no nvcc: CUDA backend not built)
 endif
-LDLIBS += -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed
+
+# Data parallel training (libcommon/train/comm*.c): MPI when mpicc or
+# pkg-config finds it; NCCL as well when nvcc and nccl.h are there too.
+# Without MPI lora-train is single-process.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI_CFLAGS ?= $(if $(MPICC),$(shell $(MPICC) --showme:compile 2>/dev/null),$(shell pkg-config --cflags ompi-c 2>/dev/null))
+MPI_LIBS ?= $(if $(MPICC),$(shell $(MPICC) --showme:link 2>/dev/null),$(shell pkg-config --libs ompi-c 2>/dev/null))
+ifneq ($(strip $(MPI_LIBS)),)
+NCCL_H := $(if $(KERNEL_CU),$(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+COMM_DEFS := -DLP_HAVE_MPI $(MPI_CFLAGS) $(if $(NCCL_H),-DLP_HAVE_NCCL -isystem $(CUDA_HOME)/include)
+COMM_LIBS := $(MPI_LIBS) $(if $(NCCL_H),-lnccl)
+COMM := MPI$(if $(NCCL_H), + NCCL,; no NCCL)
+else
+COMM := single process (no MPI)
+endif
+$(O)/libcommon/train/comm_mpi.o $(O)/libcommon/train/comm_nccl.o: CPPFLAGS += $(COMM_DEFS)
+LDLIBS += -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) $(COMM_LIBS) -Wl,--no-as-needed
 
 TOOLS   := $(patsubst tools/%.c,%,$(wildcard tools/*.c))
 # libcommon in layers (see README): base/ is an archive of its own so that
@@ -57,7 +73,7 @@ UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
 FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
 
 all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
-	@echo "built: $(TOOLS) into $(BIN); backends: $(BACKENDS)"
+	@echo "built: $(TOOLS) into $(BIN); backends: $(BACKENDS); data parallel: $(COMM)"
 
 $(O)/%.o: %.c
 	@mkdir -p $(@D)
@@ -100,7 +116,7 @@ $(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a $(O)/libbase.a
 
 # C unit tests: one binary per t/unit/*.c, run by the t/*.t that names it.
 # Those that compute link the kernels too.
-KERNEL_UNITS := kernels_cpu llama_logits
+KERNEL_UNITS := kernels_cpu llama_logits comm
 $(foreach u,$(KERNEL_UNITS),$(eval $(O)/t/$(u): $(O)/libkernels.a))
 $(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)

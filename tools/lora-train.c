@@ -28,6 +28,9 @@
 #include "formats/spm_model.h"
 #include "train/train_io.h"
 #include "train/trainer.h"
+#include "train/comm.h"
+#include <jv.h>
+#include <xxhash.h>
 
 static const char usage[] =
 "usage: lora-train -M BASE -o OUT [options] < examples.frames\n"
@@ -62,6 +65,7 @@ static const char usage[] =
 "      --log FILE            metrics to FILE, not stdout\n"
 "      --skip-nonfinite      skip a step whose loss or gradient is NaN/inf\n"
 "      --device D            cpu or cuda (cpu)\n"
+"      --comm-timeout S      data parallel: give up on a silent rank after S s (300)\n"
 "      --force               write into a non-empty OUT\n"
 "      --dump-grads FILE     first step's gradients as safetensors (tests)\n"
 "  -h, --help                this text\n";
@@ -70,7 +74,7 @@ enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP, O_COMMTIMEOUT,
 };
 
 static struct {
@@ -82,10 +86,11 @@ static struct {
 	unsigned targets;
 	int save_embed, save_head, full, ckpt, skip_nonfinite, force;
 	int64_t save_steps, save_limit, eval_steps, log_steps;
+	double comm_timeout;
 	lp_train_opts o;
 } opt = {
 	.r = 8, .alpha = 32, .dropout = 0.05, .targets = (1u << LP_NMODULES) - 1,
-	.log_steps = 1, .device = "cpu",
+	.log_steps = 1, .device = "cpu", .comm_timeout = 300,
 	.o = {
 		.batch_size = 1, .grad_accum = 1, .lr = 2e-4, .weight_decay = 0.01,
 		.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .max_grad_norm = 1.0,
@@ -174,6 +179,7 @@ static void parse_options(int argc, char **argv)
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
 		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
 		{"dump-grads", required_argument, 0, O_DUMP},
+		{"comm-timeout", required_argument, 0, O_COMMTIMEOUT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	int c;
@@ -233,8 +239,12 @@ static void parse_options(int argc, char **argv)
 		case O_DEVICE: opt.device = optarg; break;
 		case O_FORCE: opt.force = 1; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
+		case O_COMMTIMEOUT:
+			opt.comm_timeout = lp_parse_double("--comm-timeout", optarg, 0.1, 1e7);
+			break;
 		case 'h':
 			fputs(usage, stdout);
+			printf("Ranks: %s.\n", lp_comm_built());
 			lp_close_stdout();
 			exit(0);
 		default:
@@ -416,8 +426,12 @@ static void open_inputs(void)
 		: run.scratch_cfg.vocab_size;
 	int64_t V = choose_vocab(base_rows);
 
-	/* the data, checked against the vocabulary, before any work */
-	read_data(&run.data, opt.data, V);
+	/* the data, checked against the vocabulary, before any work; a pipe
+	 * only rank 0 reads */
+	if (opt.data || lp_comm_rank() == 0)
+		read_data(&run.data, opt.data, V);
+	if (!opt.data && lp_comm_size() > 1)
+		lp_dataset_share(&run.data);
 	if (opt.eval) {
 		read_data(&run.eval, opt.eval, V);
 		run.has_eval = 1;
@@ -443,7 +457,7 @@ static void open_inputs(void)
 	s->config_json = run.config_json;
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
 	opt.o.pad_id = cfg->pad_id >= 0 && cfg->pad_id < V ? (int)cfg->pad_id : 0;
-	run.log = opt.log ? lp_fopen(opt.log, "w") : stdout;
+	run.log = lp_comm_rank() != 0 ? NULL : opt.log ? lp_fopen(opt.log, "w") : stdout;
 	run.logname = opt.log ? opt.log : "stdout";
 }
 
@@ -480,7 +494,7 @@ static void hold_signals(int hold)
 	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
 }
 
-static char *save_checkpoint(const lp_trainer *t)
+static char *save_checkpoint(lp_trainer *t)
 {
 	hold_signals(1);
 	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
@@ -509,29 +523,251 @@ static void dump_grads(const lp_train_model *m)
 	lp_train_write_weights(opt.dump_grads, &g, &run.spec);
 }
 
+/* ---- data parallel (comm.h): what differs on several ranks ---- */
+
+/* A fault every rank sees alike: rank 0 says it and stops them all. */
+static _Noreturn void dp_fail(const char *where, const char *msg)
+{
+	if (lp_comm_rank() == 0 || lp_comm_size() == 1)
+		lp_comm_abort(where, "%s", msg);
+	lp_comm_barrier(); /* rank 0 stops us all */
+	lp_comm_abort(where, "%s", msg);
+}
+
+/* On CUDA each rank of a node takes one GPU, the local rank-th of those
+ * visible: CUDA_VISIBLE_DEVICES narrowed to it before CUDA starts (a list
+ * of one, as srun --gpus-per-task gives, is kept). */
+static void dp_choose_gpu(void)
+{
+	if (lp_comm_size() == 1)
+		return;
+	int lr = lp_comm_local_rank();
+	const char *v = getenv("CUDA_VISIBLE_DEVICES");
+	char pick[64];
+	if (!v) {
+		snprintf(pick, sizeof pick, "%d", lr);
+	} else {
+		char *copy = lp_strdup(v), *save = NULL, *tok;
+		int i = 0;
+		for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save), i++)
+			if (i == lr)
+				snprintf(pick, sizeof pick, "%s", tok);
+		free(copy);
+		if (i == 1)
+			return;
+		if (lr >= i)
+			lp_die("CUDA_VISIBLE_DEVICES", "local rank %d, but only %d GPUs are listed (%s)",
+					lr, i, v);
+	}
+	setenv("CUDA_VISIBLE_DEVICES", pick, 1);
+}
+
+/* A checkpoint counts the micro-batches of a step over all its ranks:
+ * say what --grad-accum gives that on this many. */
+static void dp_check_resume_batch(const lp_trainer *t)
+{
+	int N = lp_comm_size();
+	char *path = lp_malloc(strlen(run.ckpt) + 32), msg[512];
+	sprintf(path, "%s/trainer_state.json", run.ckpt);
+	size_t len;
+	char *text = lp_read_file(path, &len);
+	jv s = jv_parse_sized(text, (int)len);
+	free(text);
+	jv b = jv_object_get(jv_copy(s), jv_string("batch_size"));
+	jv g = jv_object_get(s, jv_string("grad_accum"));
+	if (jv_get_kind(b) == JV_KIND_NUMBER && jv_get_kind(g) == JV_KIND_NUMBER &&
+			jv_number_value(b) == t->o.batch_size &&
+			jv_number_value(g) != t->o.grad_accum) {
+		long ga = (long)jv_number_value(g);
+		if (ga % N == 0)
+			snprintf(msg, sizeof msg, "a step of the checkpoint takes %ld micro-batches; "
+					"on %d ranks give --grad-accum %ld", ga, N, ga / N);
+		else
+			snprintf(msg, sizeof msg, "a step of the checkpoint takes %ld micro-batches, "
+					"which %d ranks cannot share evenly; resume on a number of ranks "
+					"that divides it", ga, N);
+		dp_fail(path, msg);
+	}
+	jv_free(b);
+	jv_free(g);
+	free(path);
+}
+
+/* A checkpoint resumed on ranks that shard the optimizer: rank 0 reads
+ * the moments whole and sends every rank its slice; the position goes to
+ * all. */
+static void dp_read_checkpoint(lp_trainer *t)
+{
+	if (lp_comm_size() > 1)
+		dp_check_resume_batch(t);
+	if (!t->shard) {
+		lp_train_read_checkpoint(run.ckpt, t);
+		return;
+	}
+	size_t per = t->per, tail = t->tail, T0 = per * (size_t)t->nranks;
+	float *host = lp_malloc((per + tail + 1) * sizeof *host);
+	if (lp_comm_rank() == 0) {
+		lp_trainer view = *t;
+		size_t bytes = (t->m->ntrain ? t->m->ntrain : 1) * sizeof(float);
+		view.mom1 = lp_alloc(bytes);
+		view.mom2 = lp_alloc(bytes);
+		lp_train_read_checkpoint(run.ckpt, &view);
+		t->pos = view.pos;
+		const float *whole[2] = {view.mom1, view.mom2};
+		for (int k = 0; k < 2; k++)
+			for (int r = 1; r < t->nranks; r++) {
+				lp_download(host, whole[k] + (size_t)r * per, per * sizeof *host);
+				lp_download(host + per, whole[k] + T0, tail * sizeof *host);
+				lp_comm_send(host, (per + tail) * sizeof *host, r);
+			}
+		lp_trainer_put_moments(t, view.mom1, view.mom2);
+		lp_free(view.mom1);
+		lp_free(view.mom2);
+	} else {
+		float *mine[2] = {t->mom1, t->mom2};
+		for (int k = 0; k < 2; k++) {
+			lp_comm_recv(host, (per + tail) * sizeof *host, 0);
+			lp_upload(mine[k], host, (per + tail) * sizeof *host);
+		}
+	}
+	free(host);
+	lp_comm_bcast(&t->pos, sizeof t->pos, 0);
+}
+
+/* Every rank gathers the moments; rank 0 writes. NULL on the others. */
+static char *save_checkpoint(lp_trainer *t);
+static char *dp_save_checkpoint(lp_trainer *t)
+{
+	lp_trainer view = *t;
+	lp_trainer_whole_moments(t, &view.mom1, &view.mom2);
+	char *dir = lp_comm_rank() == 0 ? save_checkpoint(&view) : NULL;
+	lp_trainer_free_moments(t, view.mom1, view.mom2);
+	return dir;
+}
+
+/* What must agree between the ranks: the settings, the data, the weights
+ * (trained values whole, frozen ones by their names, shapes and ends). */
+enum { FP_SETTINGS, FP_DATA, FP_WEIGHTS, FP_N };
+
+static uint64_t fp_settings(const lp_trainer *t)
+{
+	char b[2048];
+	const lp_train_opts *o = &t->o;
+	int n = snprintf(b, sizeof b, "%d %d %.17g %.17g %.17g %.17g %.17g %.17g %d %lld %.17g "
+			"%.17g %lld %llu %d %d %d | %d %lld %.17g %.17g %u %d %d %d %d | %lld %lld "
+			"%lld %lld %zu %d %d | %s %lld %lld %lld", o->batch_size, o->grad_accum, o->lr,
+			o->weight_decay, o->beta1, o->beta2, o->eps, o->max_grad_norm, o->schedule,
+			(long long)o->warmup_steps, o->warmup_ratio, o->epochs, (long long)o->max_steps,
+			(unsigned long long)o->seed, o->shuffle, o->pad_id, o->shard_optimizer, opt.full,
+			(long long)opt.r, opt.alpha, opt.dropout, opt.targets, opt.save_embed,
+			opt.save_head, opt.ckpt, opt.skip_nonfinite, (long long)t->total_steps,
+			(long long)t->pos.step, (long long)t->pos.micro_total,
+			(long long)t->pos.adam_t, t->m->ntrain, t->m->nparams, t->m->V, opt.device,
+			(long long)opt.save_steps, (long long)opt.eval_steps,
+			(long long)opt.log_steps);
+	return XXH3_64bits(b, (size_t)n);
+}
+
+static uint64_t fp_weights(const lp_train_model *m)
+{
+	XXH3_state_t *h = XXH3_createState();
+	XXH3_64bits_reset(h);
+	float *w = lp_malloc((m->ntrain ? m->ntrain : 1) * sizeof *w);
+	lp_download(w, m->master, m->ntrain * sizeof *w);
+	XXH3_64bits_update(h, w, m->ntrain * sizeof *w);
+	free(w);
+	for (size_t i = 0; run.mf && i < run.mf->n; i++) {
+		const lp_mf_tensor *x = &run.mf->t[i];
+		XXH3_64bits_update(h, x->name, strlen(x->name) + 1);
+		XXH3_64bits_update(h, &x->dtype, sizeof x->dtype);
+		XXH3_64bits_update(h, x->shape, sizeof x->shape);
+		if (x->data) {
+			size_t k = x->nbytes < 4096 ? (size_t)x->nbytes : 4096;
+			XXH3_64bits_update(h, x->data, k);
+			XXH3_64bits_update(h, (const char *)x->data + x->nbytes - k, k);
+		}
+	}
+	uint64_t v = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	return v;
+}
+
+/* Compare every rank with rank 0 before the first step. */
+static void dp_check_ranks(const lp_trainer *t)
+{
+	int N = lp_comm_size();
+	if (N == 1)
+		return;
+	uint64_t mine[FP_N] = {fp_settings(t), run.data.hash ^ (uint64_t)run.data.n * 0x9e3779b97f4a7c15ull,
+		fp_weights(t->m)};
+	if (run.has_eval)
+		mine[FP_DATA] ^= run.eval.hash * 31;
+	uint64_t *all = lp_malloc((size_t)N * sizeof mine);
+	lp_comm_allgather_bytes(mine, all, sizeof mine);
+	static const char *what[FP_N] = {"settings", "data", "weights"};
+	char msg[1024];
+	size_t k = 0;
+	for (int f = 0; f < FP_N; f++) {
+		int first = 1;
+		for (int r = 1; r < N && k + 64 < sizeof msg; r++) {
+			if (all[r * FP_N + f] == all[f])
+				continue;
+			k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s%d", k && first ? "; " : "",
+					first ? "rank " : ", ", r);
+			first = 0;
+		}
+		if (!first && k + 64 < sizeof msg)
+			k += (size_t)snprintf(msg + k, sizeof msg - k, ": %s differ from rank 0's",
+					what[f]);
+	}
+	free(all);
+	if (!k)
+		return;
+	snprintf(msg + k, sizeof msg - k, " (every rank must run the same command on the "
+			"same files)");
+	dp_fail("ranks", msg);
+}
+
 int main(int argc, char **argv)
 {
 	char err[512];
 	lp_init(argv[0]);
 	parse_options(argc, argv);
+	if (lp_comm_init(opt.comm_timeout, err, sizeof err) != 0)
+		lp_die("comm", "%s", err);
+	int rank0 = lp_comm_rank() == 0, nranks = lp_comm_size();
+	if (nranks > 1 && opt.dump_grads)
+		lp_usage_error("--dump-grads is for one rank");
 	open_inputs();
 	int cuda = !strcmp(opt.device, "cuda");
+	if (cuda)
+		dp_choose_gpu();
 	if (lp_kernels_init(cuda ? LP_DEVICE_CUDA : LP_DEVICE_CPU, -1, cuda ? LP_BF16 : LP_F32, err,
 				sizeof err) != 0)
 		lp_die(opt.device, "%s", err);
+	if (lp_comm_attach_device(cuda, err, sizeof err) != 0)
+		lp_die("comm", "%s", err);
+	/* the global batch is --batch-size x --grad-accum x ranks */
+	opt.o.grad_accum *= nranks;
+	opt.o.shard_optimizer = opt.full;
+	opt.o.data_from_rank0 = !opt.data;
 
 	lp_train_model m;
 	lp_train_model_init(&m, run.mf, &run.scratch_cfg, 0.02, &run.spec);
 	lp_trainer t;
 	lp_trainer_init(&t, &m, &run.data, &opt.o, run.has_eval ? run.eval.max_len : 0, opt.ckpt);
 	if (run.ckpt) {
-		lp_train_read_checkpoint(run.ckpt, &t);
-		lp_info("resuming from %s at step %lld of %lld", run.ckpt, (long long)t.pos.step,
+		dp_read_checkpoint(&t);
+		if (rank0)
+			lp_info("resuming from %s at step %lld of %lld", run.ckpt, (long long)t.pos.step,
 				(long long)t.total_steps);
 	}
-	lp_info("%s; %zu trained values in %d tensors; %zu examples, %llu tokens; %lld steps",
-			lp_kernels_describe(), m.ntrain, m.nparams, run.data.n,
-			(unsigned long long)run.data.ntokens, (long long)t.total_steps);
+	dp_check_ranks(&t);
+	if (rank0)
+		lp_info("%s; %s; %zu trained values in %d tensors; %zu examples, %llu tokens; "
+				"%lld steps", lp_kernels_describe(), lp_comm_describe(), m.ntrain,
+				m.nparams, run.data.n, (unsigned long long)run.data.ntokens,
+				(long long)t.total_steps);
 
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -541,10 +777,11 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 
 	char *last_ckpt = run.ckpt ? lp_strdup(run.ckpt) : NULL;
-	int tty = isatty(2);
+	int tty = rank0 && isatty(2);
 	while (!lp_trainer_done(&t)) {
 		lp_step_info s;
 		double t0 = now();
+		t.stop_request = stop_signal != 0;
 		lp_trainer_step(&t, &s);
 		double secs = now() - t0;
 		int64_t step = t.pos.step;
@@ -561,7 +798,7 @@ int main(int argc, char **argv)
 		int do_eval = run.has_eval && ((opt.eval_steps && step % opt.eval_steps == 0) ||
 				lp_trainer_done(&t));
 		double eval_loss = do_eval ? lp_trainer_eval(&t, &run.eval) : 0;
-		if (step % opt.log_steps == 0 || do_eval || lp_trainer_done(&t))
+		if (rank0 && (step % opt.log_steps == 0 || do_eval || lp_trainer_done(&t)))
 			log_step(&s, step, secs, do_eval, eval_loss);
 		if (tty)
 			fprintf(stderr, "\r%s: step %lld/%lld loss %.4f lr %.3g %.0f tok/s ", lp_prog,
@@ -569,31 +806,39 @@ int main(int argc, char **argv)
 					secs > 0 ? s.tokens / secs : 0.0);
 		if (opt.save_steps && step % opt.save_steps == 0 && !lp_trainer_done(&t)) {
 			free(last_ckpt);
-			last_ckpt = save_checkpoint(&t);
+			last_ckpt = dp_save_checkpoint(&t);
 		}
-		if (stop_signal) {
+		if (s.stop) {
 			if (tty)
 				fputc('\n', stderr);
 			free(last_ckpt);
-			last_ckpt = save_checkpoint(&t);
-			lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
-					stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)step, last_ckpt);
+			last_ckpt = dp_save_checkpoint(&t);
+			if (rank0)
+				lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
+						stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ?
+						"SIGTERM" : "a signal to another rank", (long long)step,
+						last_ckpt);
+			lp_comm_barrier();
+			lp_comm_finalize();
 			exit(LP_EXIT_FAIL);
 		}
 	}
 	if (tty)
 		fputc('\n', stderr);
-	hold_signals(1);
-	lp_train_write_weights(opt.out, &m, &run.spec);
-	hold_signals(0);
-	lp_info("wrote %s after %lld steps", opt.out, (long long)t.pos.step);
+	if (rank0) {
+		hold_signals(1);
+		lp_train_write_weights(opt.out, &m, &run.spec);
+		hold_signals(0);
+		lp_info("wrote %s after %lld steps", opt.out, (long long)t.pos.step);
+	}
+	lp_comm_barrier();
 	free(last_ckpt);
 	lp_trainer_free(&t);
 	lp_train_model_free(&m);
 	lp_dataset_free(&run.data);
 	if (run.has_eval)
 		lp_dataset_free(&run.eval);
-	if (run.log != stdout)
+	if (run.log && run.log != stdout)
 		lp_fclose_checked(run.log, run.logname);
 	if (run.init)
 		lp_adapter_close(run.init);
@@ -601,6 +846,7 @@ int main(int argc, char **argv)
 		lp_model_files_close(run.mf);
 	free(run.config_json);
 	free(run.ckpt);
+	lp_comm_finalize();
 	lp_kernels_shutdown();
 	lp_close_stdout();
 	return 0;

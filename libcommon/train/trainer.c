@@ -10,6 +10,7 @@
 
 #include "base/common.h"
 #include "formats/frames.h"
+#include "train/comm.h"
 
 #define IGNORE (-100)
 
@@ -128,6 +129,20 @@ void lp_dataset_free(lp_dataset *d)
 	memset(d, 0, sizeof *d);
 }
 
+void lp_dataset_share(lp_dataset *d)
+{
+	uint64_t v[4] = {d->n, (uint64_t)d->max_len, d->ntokens, d->hash};
+	lp_comm_bcast(v, sizeof v, 0);
+	if (lp_comm_rank() == 0)
+		return;
+	memset(d, 0, sizeof *d);
+	d->n = (size_t)v[0];
+	d->max_len = (int)v[1];
+	d->ntokens = v[2];
+	d->hash = v[3];
+	d->remote = 1;
+}
+
 /* ---- schedule ---- */
 
 double lp_schedule_lambda(int schedule, int64_t s, int64_t warmup, int64_t total)
@@ -169,7 +184,15 @@ void lp_trainer_init(lp_trainer *t, lp_train_model *m, const lp_dataset *data,
 		: (int64_t)ceil((double)t->total_steps * o->warmup_ratio);
 	int T = data->max_len > eval_max_len ? data->max_len : eval_max_len;
 	lp_train_acts_init(&t->acts, m, o->batch_size, T, grad_ckpt);
+	t->rank = lp_comm_rank();
+	t->nranks = lp_comm_size();
 	size_t nt = m->ntrain ? m->ntrain : 1;
+	if (o->shard_optimizer && t->nranks > 1) {
+		t->shard = 1;
+		t->per = m->ntrain / (size_t)t->nranks;
+		t->tail = m->ntrain - t->per * (size_t)t->nranks;
+		nt = t->per + t->tail ? t->per + t->tail : 1;
+	}
 	t->mom1 = lp_alloc(nt * sizeof(float));
 	t->mom2 = lp_alloc(nt * sizeof(float));
 	t->norm_dev = lp_alloc(sizeof(float));
@@ -191,6 +214,7 @@ void lp_trainer_free(lp_trainer *t)
 	free(t->ids);
 	free(t->targets);
 	free(t->lens);
+	lp_dataset_free(&t->local);
 	memset(t, 0, sizeof *t);
 }
 
@@ -255,12 +279,101 @@ static long record_items(const lp_dataset *d, size_t k)
 	return n;
 }
 
+/* Rows of micro-batch k (0-based in the step) and its first record. */
+static int micro_rows(const lp_trainer *t, int k, size_t *first)
+{
+	size_t n = t->data->n, bs = (size_t)t->o.batch_size;
+	*first = (size_t)(t->pos.micro + k) * bs;
+	return *first + bs <= n ? (int)bs : (int)(n - *first);
+}
+
+/* Rank 0 of a piped run: every other rank gets the records of its
+ * micro-batches, and the step's label and token counts. */
+static void send_records(lp_trainer *t, int nmicro, long items, long tokens)
+{
+	const lp_dataset *d = t->data;
+	for (int r = 1; r < t->nranks; r++) {
+		int64_t head[4] = {items, tokens, 0, 0};
+		size_t ntok = 0;
+		for (int k = r; k < nmicro; k += t->nranks) {
+			size_t first;
+			int B = micro_rows(t, k, &first);
+			for (int i = 0; i < B; i++) {
+				size_t rec = t->order[first + i];
+				ntok += d->off[rec + 1] - d->off[rec];
+			}
+			head[2] += B;
+		}
+		head[3] = (int64_t)ntok;
+		int32_t *buf = lp_malloc(((size_t)head[2] + 2 * ntok + 1) * sizeof *buf);
+		int32_t *lens = buf, *ids = buf + head[2], *lab = ids + ntok;
+		size_t j = 0, at = 0;
+		for (int k = r; k < nmicro; k += t->nranks) {
+			size_t first;
+			int B = micro_rows(t, k, &first);
+			for (int i = 0; i < B; i++) {
+				size_t rec = t->order[first + i], len = d->off[rec + 1] - d->off[rec];
+				lens[j++] = (int32_t)len;
+				memcpy(ids + at, d->ids + d->off[rec], len * sizeof *ids);
+				memcpy(lab + at, d->labels + d->off[rec], len * sizeof *lab);
+				at += len;
+			}
+		}
+		lp_comm_send(head, sizeof head, r);
+		lp_comm_send(buf, ((size_t)head[2] + 2 * ntok) * sizeof *buf, r);
+		free(buf);
+	}
+}
+
+/* The other ranks of a piped run: this step's records into t->local. */
+static void recv_records(lp_trainer *t, long *items, long *tokens)
+{
+	int64_t head[4];
+	lp_comm_recv(head, sizeof head, 0);
+	*items = (long)head[0];
+	*tokens = (long)head[1];
+	size_t nrec = (size_t)head[2], ntok = (size_t)head[3];
+	if (nrec > t->data->n || ntok > (size_t)t->data->max_len * nrec)
+		lp_die("comm", "rank 0 sent %zu records of %zu tokens: not this dataset", nrec, ntok);
+	int32_t *buf = lp_malloc((nrec + 2 * ntok + 1) * sizeof *buf);
+	lp_comm_recv(buf, (nrec + 2 * ntok) * sizeof *buf, 0);
+	lp_dataset *l = &t->local;
+	l->off = lp_realloc(l->off, (nrec + 1) * sizeof *l->off);
+	l->ids = lp_realloc(l->ids, (ntok + 1) * sizeof *l->ids);
+	l->labels = lp_realloc(l->labels, (ntok + 1) * sizeof *l->labels);
+	l->off[0] = 0;
+	for (size_t i = 0; i < nrec; i++)
+		l->off[i + 1] = l->off[i] + (size_t)buf[i];
+	if (l->off[nrec] != ntok)
+		lp_die("comm", "rank 0 sent records whose lengths do not add up");
+	memcpy(l->ids, buf + nrec, ntok * sizeof *l->ids);
+	memcpy(l->labels, buf + nrec + ntok, ntok * sizeof *l->labels);
+	l->n = nrec;
+	free(buf);
+}
+
+/* AdamW on [lo, hi) of the flat buffers, moments at mom + (i - lo). */
+static void adamw_range(lp_trainer *t, double lr, size_t lo, size_t hi, size_t mom)
+{
+	lp_train_model *m = t->m;
+	for (int i = 0; i < m->nparams; i++) {
+		const lp_tparam *p = &m->params[i];
+		size_t a = p->off > lo ? p->off : lo, b = p->off + p->n < hi ? p->off + p->n : hi;
+		if (a >= b)
+			continue;
+		lp_adamw_f32(m->master + a, m->grads + a, t->mom1 + mom + (a - lo),
+				t->mom2 + mom + (a - lo), b - a, lr, t->o.beta1, t->o.beta2, t->o.eps,
+				p->decay ? t->o.weight_decay : 0.0, (int)t->pos.adam_t);
+	}
+}
+
 void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 {
 	lp_train_model *m = t->m;
 	const lp_dataset *d = t->data;
-	int bs = t->o.batch_size, ga = t->o.grad_accum;
+	int bs = t->o.batch_size, ga = t->o.grad_accum, R = t->rank, N = t->nranks;
 	memset(info, 0, sizeof *info);
+	lp_comm_set_step(t->pos.step + 1);
 	if (t->pos.micro >= t->steps_in_epoch) {
 		t->pos.epoch++;
 		t->pos.micro = 0;
@@ -273,23 +386,35 @@ void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 		if (nmicro > ga)
 			nmicro = ga;
 	}
-	/* num_items_in_batch: labelled positions of the whole step */
+	/* num_items_in_batch: labelled positions of the whole step, all ranks */
 	long items = 0, tokens = 0;
-	for (int k = 0; k < nmicro; k++) {
-		size_t first = (size_t)(t->pos.micro + k) * bs;
-		for (size_t r = first; r < first + bs && r < d->n; r++) {
-			items += record_items(d, t->order[r]);
-			tokens += (long)(d->off[t->order[r] + 1] - d->off[t->order[r]]);
+	if (!d->remote) {
+		for (int k = 0; k < nmicro; k++) {
+			size_t first = (size_t)(t->pos.micro + k) * bs;
+			for (size_t r = first; r < first + bs && r < d->n; r++) {
+				items += record_items(d, t->order[r]);
+				tokens += (long)(d->off[t->order[r] + 1] - d->off[t->order[r]]);
+			}
 		}
+		if (t->o.data_from_rank0 && N > 1)
+			send_records(t, nmicro, items, tokens);
+	} else {
+		recv_records(t, &items, &tokens);
 	}
 	float grad_scale = items ? (float)(1.0 / (double)items) : NAN;
 	double loss = 0;
+	size_t at = 0;
 	lp_train_zero_grad(m);
-	for (int k = 0; k < nmicro; k++) {
-		size_t first = (size_t)(t->pos.micro + k) * bs;
-		int B = first + bs <= d->n ? bs : (int)(d->n - first);
+	for (int k = R; k < nmicro; k += N) { /* this rank's share */
+		size_t first;
+		int B = micro_rows(t, k, &first);
 		lp_train_batch b;
-		make_batch(t, d, t->order, first, B, &b);
+		if (d->remote) {
+			make_batch(t, &t->local, NULL, at, B, &b);
+			at += (size_t)B;
+		} else {
+			make_batch(t, d, t->order, first, B, &b);
+		}
 		b.seed = t->o.seed + 0x9e3779b97f4a7c15ull * (t->pos.micro_total + k + 1);
 		long cnt;
 		loss += lp_train_forward(m, &t->acts, &b, grad_scale, &cnt);
@@ -299,18 +424,33 @@ void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 	t->pos.micro_total += nmicro;
 	info->items = items;
 	info->tokens = tokens;
-	info->loss = items ? loss / (double)items : NAN;
 	info->epoch = (double)t->pos.epoch + (double)t->pos.micro / (double)t->steps_in_epoch;
 	info->lr = t->o.lr * lp_schedule_lambda(t->o.schedule, t->pos.step, t->warmup,
 			t->total_steps);
 	t->pos.step++;
 
-	/* global norm, clipping */
+	/* the sum over ranks: whole, or this rank's slice (and the tail) */
+	size_t lo = t->shard ? (size_t)R * t->per : 0, hi = t->shard ? lo + t->per : m->ntrain;
+	size_t T0 = t->per * (size_t)N;
+	if (t->shard) {
+		lp_comm_reduce_scatter_f32(m->grads, t->per);
+		lp_comm_allreduce_f32(m->grads + T0, t->tail);
+	} else if (N > 1) {
+		lp_comm_allreduce_f32(m->grads, m->ntrain);
+	}
+
+	/* global norm (every rank the same value), clipping */
 	float sumsq = 0;
 	lp_upload(t->norm_dev, &sumsq, sizeof sumsq);
-	lp_sumsq_f32(t->norm_dev, m->grads, m->ntrain);
+	lp_sumsq_f32(t->norm_dev, m->grads + lo, hi - lo);
+	if (t->shard && R == 0 && t->tail)
+		lp_sumsq_f32(t->norm_dev, m->grads + T0, t->tail);
 	lp_download(&sumsq, t->norm_dev, sizeof sumsq);
-	float norm = sqrtf(sumsq);
+	double sc[3] = {loss, t->shard || R == 0 ? (double)sumsq : 0.0, t->stop_request ? 1 : 0};
+	lp_comm_allreduce_f64(sc, 3);
+	info->stop = sc[2] > 0;
+	info->loss = items ? sc[0] / (double)items : NAN;
+	float norm = sqrtf((float)sc[1]);
 	info->grad_norm = norm;
 	if (!isfinite(info->loss) || !isfinite(norm)) {
 		info->nonfinite = 1;
@@ -318,17 +458,69 @@ void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 	}
 	if (t->o.max_grad_norm > 0) {
 		float coef = (float)t->o.max_grad_norm / (norm + 1e-6f);
-		if (coef < 1.0f)
-			lp_scale_f32(m->grads, coef, m->ntrain);
+		if (coef < 1.0f) {
+			lp_scale_f32(m->grads + lo, coef, hi - lo);
+			if (t->shard && t->tail)
+				lp_scale_f32(m->grads + T0, coef, t->tail);
+		}
 	}
 	/* AdamW, parameter by parameter (decay groups) */
 	t->pos.adam_t++;
-	for (int i = 0; i < m->nparams; i++) {
-		const lp_tparam *p = &m->params[i];
-		lp_adamw_f32(m->master + p->off, m->grads + p->off, t->mom1 + p->off,
-				t->mom2 + p->off, p->n, info->lr, t->o.beta1, t->o.beta2, t->o.eps,
-				p->decay ? t->o.weight_decay : 0.0, (int)t->pos.adam_t);
+	adamw_range(t, info->lr, lo, hi, 0);
+	if (t->shard) {
+		if (t->tail)
+			adamw_range(t, info->lr, T0, m->ntrain, t->per);
+		lp_comm_allgather_f32(m->master, t->per);
 	}
+}
+
+void lp_trainer_whole_moments(lp_trainer *t, float **m1, float **m2)
+{
+	if (!t->shard) {
+		*m1 = t->mom1;
+		*m2 = t->mom2;
+		return;
+	}
+	/* the slices go to rank 0 only, through host memory */
+	size_t n = t->m->ntrain, per = t->per, T0 = per * (size_t)t->nranks;
+	float *src[2] = {t->mom1, t->mom2}, *dst[2] = {NULL, NULL};
+	float *host = lp_malloc(per * sizeof *host + 1);
+	for (int k = 0; k < 2; k++) {
+		if (t->rank != 0) {
+			lp_download(host, src[k], per * sizeof *host);
+			lp_comm_send(host, per * sizeof *host, 0);
+			continue;
+		}
+		dst[k] = lp_alloc(n * sizeof(float));
+		lp_copy(dst[k], src[k], per * sizeof(float));
+		lp_copy(dst[k] + T0, src[k] + per, t->tail * sizeof(float));
+		for (int r = 1; r < t->nranks; r++) {
+			lp_comm_recv(host, per * sizeof *host, r);
+			lp_upload(dst[k] + (size_t)r * per, host, per * sizeof *host);
+		}
+	}
+	free(host);
+	*m1 = dst[0];
+	*m2 = dst[1];
+}
+
+void lp_trainer_put_moments(lp_trainer *t, const float *m1, const float *m2)
+{
+	if (!t->shard)
+		return;
+	size_t lo = (size_t)t->rank * t->per, T0 = t->per * (size_t)t->nranks;
+	lp_copy(t->mom1, m1 + lo, t->per * sizeof(float));
+	lp_copy(t->mom1 + t->per, m1 + T0, t->tail * sizeof(float));
+	lp_copy(t->mom2, m2 + lo, t->per * sizeof(float));
+	lp_copy(t->mom2 + t->per, m2 + T0, t->tail * sizeof(float));
+}
+
+void lp_trainer_free_moments(const lp_trainer *t, float *m1, float *m2)
+{
+	if (m1 && m1 != t->mom1)
+		lp_free(m1);
+	if (m2 && m2 != t->mom2)
+		lp_free(m2);
 }
 
 double lp_trainer_eval(lp_trainer *t, const lp_dataset *d)
@@ -336,7 +528,10 @@ double lp_trainer_eval(lp_trainer *t, const lp_dataset *d)
 	double total = 0;
 	long rows = 0;
 	int bs = t->o.batch_size;
-	for (size_t first = 0; first < d->n; first += bs) {
+	size_t i = 0;
+	for (size_t first = 0; first < d->n; first += bs, i++) {
+		if (i % (size_t)t->nranks != (size_t)t->rank) /* batches dealt round the ranks */
+			continue;
 		int B = first + bs <= d->n ? bs : (int)(d->n - first);
 		lp_train_batch b;
 		make_batch(t, d, NULL, first, B, &b);
@@ -348,5 +543,7 @@ double lp_trainer_eval(lp_trainer *t, const lp_dataset *d)
 		total += sum / (double)cnt * B;
 		rows += B;
 	}
-	return rows ? total / (double)rows : NAN;
+	double sc[2] = {total, (double)rows};
+	lp_comm_allreduce_f64(sc, 2);
+	return sc[1] > 0 ? sc[0] / sc[1] : NAN;
 }

@@ -26,7 +26,20 @@
  * (half a cycle to 0), linear (to 0) or constant. Total steps: max_steps,
  * or ceil(epochs * updates per epoch) with updates per epoch =
  * ceil(ceil(records / batch_size) / grad_accum), as the Trainer computes
- * them. */
+ * them.
+ *
+ * Ranks (comm.h). On N ranks an optimizer step takes the same grad_accum
+ * micro-batches as on one, grad_accum counting those of every rank: rank r
+ * computes micro-batches r, r + N, r + 2N, ... of the step, with the
+ * dropout seeds they have in a one-rank run, so the step differs from a
+ * one-rank run only in the order in which gradients are summed. The
+ * summed gradients are then clipped and applied by every rank alike, or,
+ * with shard_optimizer (ZeRO stage 1), reduce-scattered: rank r keeps the
+ * AdamW moments of its slice [r*per, (r+1)*per) of the flat buffer (per =
+ * ntrain / N; the last ntrain - N*per values every rank updates), updates
+ * that slice, and the slices are all-gathered. With data_from_rank0 only
+ * rank 0 holds the records (a piped dataset) and sends every other rank
+ * the records of its micro-batches at each step. */
 #ifndef LP_TRAINER_H
 #define LP_TRAINER_H
 
@@ -43,6 +56,7 @@ typedef struct {
 	int max_len;
 	uint64_t ntokens;
 	uint64_t hash;          /* XXH3-64 of ids and labels, to check a resume */
+	int remote;             /* only n, max_len, ntokens, hash: rank 0 has the records */
 } lp_dataset;
 
 /* Read every record of r; ids and labels must lie in [0, vocab) (labels
@@ -50,6 +64,9 @@ typedef struct {
  * offset in err (an empty stream is an error too). */
 int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_t errlen);
 void lp_dataset_free(lp_dataset *d);
+/* Rank 0's dataset (read from a pipe) known to every rank: the others get
+ * its size and hash, and remote set; the records follow step by step. */
+void lp_dataset_share(lp_dataset *d);
 
 enum lp_schedule { LP_SCHED_COSINE, LP_SCHED_LINEAR, LP_SCHED_CONSTANT };
 
@@ -64,6 +81,8 @@ typedef struct {
 	uint64_t seed;
 	int shuffle;
 	int pad_id;
+	int shard_optimizer;    /* ZeRO-1 over the ranks (comm.h) */
+	int data_from_rank0;    /* rank 0 sends every rank its micro-batches */
 } lp_train_opts;
 
 /* Where training stands; all a resume needs besides weights and moments. */
@@ -87,6 +106,11 @@ typedef struct {
 	size_t *order;          /* records of the current epoch, in visit order */
 	int64_t order_epoch;
 	int32_t *ids, *targets, *lens;  /* host micro-batch */
+	int rank, nranks;
+	int shard;              /* optimizer sharded: moments hold per + tail values */
+	size_t per, tail;       /* slice of each rank; values past N*per */
+	lp_dataset local;       /* records received from rank 0 for this step */
+	int stop_request;       /* in: this rank wants to stop (a signal) */
 } lp_trainer;
 
 /* What one optimizer step did. */
@@ -98,6 +122,7 @@ typedef struct {
 	long items;             /* labelled positions */
 	long tokens;            /* real (unpadded) tokens */
 	int nonfinite;          /* loss or gradient not finite: nothing applied */
+	int stop;               /* some rank asked to stop (stop_request) */
 } lp_step_info;
 
 /* Plan the loop and allocate activations for the data's longest record
@@ -117,5 +142,13 @@ double lp_schedule_lambda(int schedule, int64_t s, int64_t warmup, int64_t total
  * batch_size in file order, as HF's evaluate reports eval_loss: the mean
  * over examples of their batch's mean loss. */
 double lp_trainer_eval(lp_trainer *t, const lp_dataset *d);
+/* The whole AdamW moments (ntrain each, device): t->mom1/mom2 themselves,
+ * or, when sharded, new buffers on rank 0 the ranks' slices are gathered
+ * into (every rank calls it; the others get NULL). lp_trainer_put_moments
+ * takes this rank's slice back from whole ones. Free with
+ * lp_trainer_free_moments. */
+void lp_trainer_whole_moments(lp_trainer *t, float **m1, float **m2);
+void lp_trainer_put_moments(lp_trainer *t, const float *m1, const float *m2);
+void lp_trainer_free_moments(const lp_trainer *t, float *m1, float *m2);
 
 #endif
