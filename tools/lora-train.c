@@ -281,6 +281,7 @@ static struct {
 	int has_eval;
 	FILE *log;
 	const char *logname;
+	int log_failed;           /* the metrics stream failed: stop as on a signal */
 } run;
 
 /* The adapter's config as this run's LoRA settings. */
@@ -473,7 +474,16 @@ static void log_step(const lp_step_info *s, int64_t step, double secs, int evalu
 	if (evaluated)
 		fprintf(run.log, ",\"eval_loss\":%.9g", eval_loss);
 	fputs("}\n", run.log);
-	lp_fflush(run.log, run.logname);
+	/* A reader of the metrics that went away (a closed pipe, a launcher
+	 * that was signalled and closed the rank's stdout) stops training
+	 * with a checkpoint, as a signal does, rather than losing the steps
+	 * since the last one. */
+	if (fflush(run.log) != 0 || ferror(run.log)) {
+		if (!run.log_failed)
+			lp_warn(run.logname, "write error: %s; stopping", strerror(errno ? errno : EIO));
+		run.log_failed = 1;
+		clearerr(run.log);
+	}
 }
 
 static char *checkpoint_dir(int64_t step)
@@ -772,6 +782,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_stop;
+	sa.sa_flags = SA_RESTART; /* a write the signal interrupts carries on */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -781,7 +792,7 @@ int main(int argc, char **argv)
 	while (!lp_trainer_done(&t)) {
 		lp_step_info s;
 		double t0 = now();
-		t.stop_request = stop_signal != 0;
+		t.stop_request = stop_signal != 0 || run.log_failed;
 		lp_trainer_step(&t, &s);
 		double secs = now() - t0;
 		int64_t step = t.pos.step;
@@ -816,7 +827,8 @@ int main(int argc, char **argv)
 			if (rank0)
 				lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
 						stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ?
-						"SIGTERM" : "a signal to another rank", (long long)step,
+						"SIGTERM" : run.log_failed ? "a write error on the metrics" :
+						"a signal to another rank", (long long)step,
 						last_ckpt);
 			lp_comm_barrier();
 			lp_comm_finalize();
