@@ -8,7 +8,10 @@
 # its reference comparisons has shown nothing.
 
 # What a correct machine may lack, and why; every other prerequisite is
-# required under strict mode. Add a name here only with its reason.
+# required under strict mode. A test or file one of whose missing
+# prerequisites is optional skips, whatever else it misses (what a GPU
+# setup would have made is missing too where there is no GPU). Add a name
+# here only with its reason.
 #   GPU, NO_GPU   a CUDA device is there / is not (tests for either case)
 #   MULTI_GPU     two or more CUDA devices
 #   MPI, NCCL     an MPI launcher (mpirun) / the NCCL library at run time

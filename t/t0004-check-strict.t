@@ -26,6 +26,8 @@ test_expect_success 'setup: a copy of t/ with small test files' '
 	test_expect_success "plain" "true"
 	test_expect_success TORCH "against torch" "true"
 	test_expect_success GPU "on a GPU" "true"
+	test_have_prereq GPU && test_set_prereq ON_GPU
+	test_expect_success GPU,ON_GPU "after a setup on the GPU" "true"
 	test_done
 	EOF
 	cat >tree/t/t2-whole.t <<-\EOF &&
@@ -93,9 +95,11 @@ test_expect_success 'strict: an optional prerequisite (GPU, MPI) may be missing'
 	test_grep "^1\.\.0 # SKIP missing MPI" out &&
 	run_t t1-ref.t CI=true HAVE_REF=1 >out &&
 	if test_have_prereq GPU; then
-		test_grep "^ok 3 - on a GPU" out
+		test_grep "^ok 3 - on a GPU" out &&
+		test_grep "^ok 4 - after a setup on the GPU" out
 	else
-		test_grep "^ok 3 # SKIP on a GPU (missing GPU)" out
+		test_grep "^ok 3 # SKIP on a GPU (missing GPU)" out &&
+		test_grep "^ok 4 # SKIP after a setup on the GPU (missing GPU ON_GPU)" out
 	fi
 '
 
@@ -105,7 +109,7 @@ test_expect_success 'the summary: ran, compared with a reference, skipped and wh
 	tail -n 5 out >summary &&
 	head -n 1 summary >first &&
 	test_grep "^Result: PASS$" first &&
-	if test_have_prereq GPU; then n=5 skip=0; else n=4 skip=1; fi &&
+	if test_have_prereq GPU; then n=6 skip=0; else n=4 skip=2; fi &&
 	test_grep "^check: $n tests ran, 3 of them compared with a reference" summary &&
 	test_grep "^check: $skip tests skipped" summary &&
 	test_grep "^check: 2 files skipped whole: missing MPI (1); needs sometool (1)$" summary &&
