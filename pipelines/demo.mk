@@ -28,6 +28,13 @@ SFT_EPOCHS ?= 20
 TEMPLATE   ?= raw
 INSTRUCTION ?= 找出文本中的人名、地名、机构名。
 export OMP_WAIT_POLICY = passive
+# The same numbers on every x86-64 processor with AVX2: OpenBLAS picks its
+# GEMM kernels by processor (Haswell, SkylakeX, Cooperlake, ...) and they
+# round differently, which moves training and so the F1 in its second
+# digit. Pinned to the Haswell kernels, which every AVX2 machine runs (on
+# older ones OpenBLAS keeps its own choice). OPENBLAS_CORETYPE= to unpin.
+OPENBLAS_CORETYPE ?= $(if $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo y),Haswell)
+export OPENBLAS_CORETYPE
 
 say = @printf '\n== %s\n' $(1)
 

@@ -2,7 +2,8 @@
 # Every man page renders without warnings.
 . "$(dirname "$0")/test-lib.sh"
 
-command -v mandoc >/dev/null 2>&1 || test_skip_all "needs mandoc"
+command -v mandoc >/dev/null 2>&1 && test_set_prereq MANDOC
+test_require MANDOC
 for page in "$SRC_DIR"/man/man1/*.1 "$SRC_DIR"/man/man5/*.5; do
 	test_expect_success "$(basename "$page") lints clean" "
 		mandoc -Tlint -W warning \"$page\" >out 2>&1 &&

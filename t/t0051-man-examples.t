@@ -42,8 +42,8 @@
 TINY="$PYTHON $TEST_DIR/ref/tiny_model.py"
 OMP_NUM_THREADS=1
 export OMP_NUM_THREADS
-command -v spm_train >/dev/null 2>&1 || test_skip_all "needs spm_train"
-command -v bash >/dev/null 2>&1 || test_skip_all "needs bash"
+command -v bash >/dev/null 2>&1 && test_set_prereq BASH
+test_require SPM_TRAIN BASH
 
 PAGES="man1/gen.1 man1/lora-merge.1 man1/lora-train.1 man1/mkinstr.1
 	man1/spm-merge.1 man1/tok.1 man5/frames.5"
@@ -321,8 +321,7 @@ for p in $PAGES; do
 		n=$(basename "$t" .title)
 		title="$d example $n: $(cat "$t")"
 		if [ -f "$TRASH/examples/$d/$n.skip" ]; then
-			test_count=$((test_count + 1))
-			echo "ok $test_count # SKIP $title (not run: $(cat "$TRASH/examples/$d/$n.skip"))"
+			test_skip "$title" "$(cat "$TRASH/examples/$d/$n.skip")"
 			continue
 		fi
 		s="$TRASH/examples/$d/$n.sh"

@@ -10,7 +10,8 @@
 . "$(dirname "$0")/test-lib.sh"
 
 DUMP="$LP_BUILD/t/model_dump"
-$PYTHON -c 'import zipfile, pickle' 2>/dev/null || test_skip_all "no python3 ($PYTHON)"
+$PYTHON -c 'import zipfile, pickle' 2>/dev/null && test_set_prereq PYTHON
+test_require PYTHON
 
 # mk.py DIR KIND: DIR/config.json + DIR/pytorch_model.bin, a zip laid out as
 # torch.save lays it out, whose data.pkl is the KIND of pickle.

@@ -12,7 +12,8 @@
 # which shows up at 1e-2 or more. Greedy and beam outputs must be identical.
 . "$(dirname "$0")/test-lib.sh"
 
-$PYTHON -c 'import torch, transformers, peft' 2>/dev/null || test_skip_all "needs torch, transformers and peft"
+$PYTHON -c 'import torch, transformers, peft' 2>/dev/null && test_set_prereq PY_PEFT
+test_require PY_PEFT
 REF="$PYTHON $TEST_DIR/ref/gen_ref.py"
 
 # A tokenizer smaller than every model's vocabulary (gen needs one; the

@@ -5,7 +5,7 @@
 # ids, and decode, on generated records and on MSRA with LLaMA's tokenizer.
 . "$(dirname "$0")/test-lib.sh"
 
-test_have_prereq PY_SPM || test_skip_all "python sentencepiece missing (PY_SPM)"
+test_require PY_SPM
 
 # ref.py MODEL sft|pt|ids [--max-len N] [--block-size N] [--keep-tail]
 #        [--template T] [--system S] [--bos] [--eos] < records > JSON lines

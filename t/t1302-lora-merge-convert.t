@@ -7,9 +7,9 @@
 . "$(dirname "$0")/test-lib.sh"
 
 REF="$TEST_DIR/ref/merge_ref.py"
-$PYTHON -c "import torch, transformers, peft, safetensors" 2>/dev/null ||
-	test_skip_all "needs $PYTHON with torch, transformers, peft and safetensors"
-command -v spm_train >/dev/null 2>&1 || test_skip_all "needs spm_train"
+$PYTHON -c "import torch, transformers, peft, safetensors" 2>/dev/null &&
+	test_set_prereq PY_PEFT
+test_require PY_PEFT SPM_TRAIN
 $PYTHON -c "import gguf, sentencepiece" 2>/dev/null && test_set_prereq PY_GGUF
 
 mkref() { $PYTHON "$REF" "$@" 2>/dev/null; }

@@ -10,9 +10,8 @@
 . "$(dirname "$0")/test-lib.sh"
 
 REF="$TEST_DIR/ref/merge_ref.py"
-$PYTHON -c "import torch, transformers" 2>/dev/null ||
-	test_skip_all "needs $PYTHON with torch and transformers"
-command -v spm_train >/dev/null 2>&1 || test_skip_all "needs spm_train"
+$PYTHON -c "import torch, transformers" 2>/dev/null && test_set_prereq TRANSFORMERS
+test_require TRANSFORMERS SPM_TRAIN
 
 mkdir mnt
 unshare -rm sh -c "mount -t tmpfs -o size=64k tmpfs mnt" 2>/dev/null &&

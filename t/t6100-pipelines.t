@@ -5,7 +5,8 @@
 # and scores. Few training steps: this checks the plumbing, not learning.
 . "$(dirname "$0")/test-lib.sh"
 
-command -v spm_export_vocab >/dev/null 2>&1 || test_skip_all "needs sentencepiece tools"
+command -v spm_export_vocab >/dev/null 2>&1 && test_set_prereq SPM_TOOLS
+test_require SPM_TOOLS
 DATA=$SRC_DIR/testdata/demo
 MK="make --no-print-directory -C $SRC_DIR BIN=$LP_BIN"
 

@@ -9,7 +9,24 @@
 #
 # Each test file runs in its own scratch directory (removed on success) with
 # the tools from $LP_BIN (default: bin/ of the checkout) first on PATH.
-# Tests that need something absent call test_skip_all or set a prerequisite.
+#
+# Prerequisites: a file finds what it needs with test_set_prereq NAME, then
+# names it in front of a test (test_expect_success NAME,OTHER 'what' '...')
+# or for the whole file (test_require NAME...). Absent, the test or the
+# file is skipped with "# SKIP ... (missing NAME)".
+#
+# Strict mode (CI=true, or STRICT=1; STRICT=0 turns it off under CI): a
+# missing prerequisite is a failure that names it, because a suite that
+# passes by skipping its reference comparisons has shown nothing. Only the
+# prerequisites in LP_OPTIONAL_PREREQS (t/prereqs.sh, each with its
+# reason) may be missing; a bare test_skip_all, which names no
+# prerequisite, always fails under strict mode.
+#
+# When $LP_TEST_RESULTS names a directory (t/check.sh sets it), each file
+# writes there one line per test: "run", "run ref" (it needed one of
+# LP_REFERENCE_PREREQS), "skip REASON" or "fail REASON" (strict), and for a
+# whole file "skip-file REASON" or "fail-file REASON"; REASON is "missing
+# PREREQ..." or the text given to test_skip_all. t/check.sh sums them up.
 
 TEST_DIR=$(cd "$(dirname "$0")" && pwd)
 SRC_DIR=$(cd "$TEST_DIR/.." && pwd)
@@ -26,9 +43,12 @@ LC_ALL=C.UTF-8
 OMP_WAIT_POLICY=passive
 export LC_ALL OMP_WAIT_POLICY
 
+. "$TEST_DIR/prereqs.sh"
+
 test_count=0
 test_failed=0
 test_prereqs=" "
+test_file_prereqs=
 TRASH=$(mktemp -d "${TMPDIR:-/tmp}/lp-test.XXXXXX") || exit 1
 cd "$TRASH" || exit 1
 
@@ -40,13 +60,51 @@ test_have_prereq() {
 		case "$test_prereqs" in *" $p "*) ;; *) return 1 ;; esac
 	done
 }
+# test_missing_prereqs A,B,...: prints those not set, space-separated.
+test_missing_prereqs() {
+	for p in $(echo "$1" | tr , ' '); do
+		test_have_prereq "$p" || printf '%s ' "$p"
+	done
+}
+# test_required_missing A B ...: of these (missing) ones, those strict mode
+# does not allow to be missing. Prints nothing when not strict, and nothing
+# when one of them is optional: a test of GPU,GPU_MODEL skips on a machine
+# without a GPU, though GPU_MODEL (set by a setup on the GPU) is missing too.
+test_required_missing() {
+	[ -n "$LP_STRICT" ] || return 0
+	for p; do
+		case " $LP_OPTIONAL_PREREQS " in *" $p "*) return 0 ;; esac
+	done
+	printf '%s ' "$@"
+}
+# test_uses_reference A,B,...: one of these is a reference prerequisite.
+test_uses_reference() {
+	for p in $(echo "$1" | tr , ' '); do
+		case " $(echo $LP_REFERENCE_PREREQS) " in *" $p "*) return 0 ;; esac
+	done
+	return 1
+}
+test_result() {
+	[ -n "${LP_TEST_RESULTS:-}" ] || return 0
+	echo "$*" >>"$LP_TEST_RESULTS/$(basename "$0")"
+}
 
 # test_expect_success [PREREQ] 'name' 'script'
 test_expect_success() {
 	if [ $# = 3 ]; then prereq=$1; shift; else prereq=; fi
 	test_count=$((test_count + 1))
-	if [ -n "$prereq" ] && ! test_have_prereq "$prereq"; then
-		echo "ok $test_count # SKIP $1 (missing $prereq)"
+	_lp_missing=$(test_missing_prereqs "$prereq")
+	if [ -n "$_lp_missing" ]; then
+		_lp_required=$(test_required_missing $_lp_missing)
+		if [ -n "$_lp_required" ]; then
+			test_failed=$((test_failed + 1))
+			echo "not ok $test_count - $1 (missing ${_lp_required% }, required when $LP_STRICT)"
+			echo "$(basename "$0"): missing ${_lp_required% } (required when $LP_STRICT)" >&2
+			test_result "fail missing ${_lp_required% }"
+		else
+			echo "ok $test_count # SKIP $1 (missing ${_lp_missing% })"
+			test_result "skip missing ${_lp_missing% }"
+		fi
 		return 0
 	fi
 	out=$(cd "$TRASH" && eval "$2" 2>&1)
@@ -57,12 +115,55 @@ test_expect_success() {
 		echo "not ok $test_count - $1"
 		printf '%s\n' "$out" | sed 's/^/#   /' | head -n 60
 	fi
+	if test_uses_reference "$prereq,$test_file_prereqs"; then
+		test_result "run ref"
+	else
+		test_result "run"
+	fi
 }
 
+# test_skip 'name' 'reason': a test that cannot run anywhere the suite runs
+# (it needs a terminal and a person, say); never a failure, counted apart.
+test_skip() {
+	test_count=$((test_count + 1))
+	echo "ok $test_count # SKIP $1 (not run: $2)"
+	test_result "skip not run: $2"
+}
+
+# test_require PREREQ...: the whole file needs these; without them it is
+# skipped (under strict mode it fails, unless they are all optional).
+test_require() {
+	_lp_missing=$(test_missing_prereqs "$(echo "$*" | tr ' ' ,)")
+	if [ -z "$_lp_missing" ]; then
+		test_file_prereqs="$test_file_prereqs,$(echo "$*" | tr ' ' ,)"
+		return 0
+	fi
+	_lp_required=$(test_required_missing $_lp_missing)
+	[ -n "$_lp_required" ] && test_fail_all "missing ${_lp_required% }"
+	test_result "skip-file missing ${_lp_missing% }"
+	echo "1..0 # SKIP missing ${_lp_missing% }"
+	rm -rf "$TRASH"
+	exit 0
+}
+
+# test_skip_all 'reason': skip the whole file. It names no prerequisite,
+# so under strict mode it is a failure; for something a correct machine
+# may lack use test_set_prereq and test_require.
 test_skip_all() {
+	[ -n "$LP_STRICT" ] && test_fail_all "$*"
+	test_result "skip-file $*"
 	echo "1..0 # SKIP $*"
 	rm -rf "$TRASH"
 	exit 0
+}
+test_fail_all() {
+	test_result "fail-file $*"
+	test_count=$((test_count + 1))
+	echo "not ok $test_count - $(basename "$0"): $* (required when $LP_STRICT)"
+	echo "$(basename "$0"): $* (required when $LP_STRICT)" >&2
+	echo "1..$test_count"
+	rm -rf "$TRASH"
+	exit 1
 }
 
 test_done() {
@@ -100,6 +201,12 @@ test_line_count() { # test_line_count = N file
 
 # Prerequisites found once per file.
 [ -d "$SHARED_DATA/llama" ] && test_set_prereq SHARED_DATA
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then
+	test_set_prereq GPU
+	[ "$(nvidia-smi -L | grep -c '^GPU ')" -ge 2 ] && test_set_prereq MULTI_GPU
+else
+	test_set_prereq NO_GPU
+fi
 command -v spm_train >/dev/null 2>&1 && test_set_prereq SPM_TRAIN
 $PYTHON -c 'import sentencepiece' 2>/dev/null && test_set_prereq PY_SPM
 $PYTHON -c 'from sentencepiece import sentencepiece_model_pb2' 2>/dev/null && test_set_prereq PY_SPM_PB2

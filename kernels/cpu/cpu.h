@@ -77,6 +77,8 @@ void lp_cpu_gemm1(int ta, int tb, int M, int N, int K, float alpha, const float 
 		const float *B, int ldb, float beta, float *C, int ldc);
 /* Make BLAS single-threaded (OpenMP threads call it); idempotent. */
 void lp_cpu_blas_single(void);
+/* The name of the kernels OpenBLAS chose for this processor. */
+const char *lp_cpu_blas_core(void);
 
 /* ---- the ops (contracts in kernels.h) ---- */
 

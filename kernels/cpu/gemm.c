@@ -25,6 +25,14 @@ void lp_cpu_blas_single(void)
 	}
 }
 
+/* The kernels OpenBLAS chose for this processor ("Haswell", "SkylakeX",
+ * ...; OPENBLAS_CORETYPE overrides). GEMM results differ between them in
+ * the last bits, so the backend's description names them. */
+const char *lp_cpu_blas_core(void)
+{
+	return openblas_get_corename();
+}
+
 void lp_cpu_gemm1(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
 		const float *B, int ldb, float beta, float *C, int ldc)
 {

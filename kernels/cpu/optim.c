@@ -34,8 +34,11 @@ void lp_cpu_scale_f32(float *x, float s, size_t n)
 }
 
 /* AdamW in the order of operations of torch.optim.AdamW (single-tensor or
- * foreach, float32 parameters on the CPU), bit for bit with torch 2.x on
- * x86-64 AVX2/AVX-512 builds (t/ref/kernels_torch.py checks it). Scalars
+ * foreach, float32 parameters on the CPU): m and v bit for bit with torch
+ * 2.x on x86-64 AVX2/AVX-512 builds, p too where torch's vectorised sqrt is
+ * correctly rounded (on some processors it is 1 ulp off; t/ref/kernels_torch.py
+ * checks and bounds it). sqrtf here is IEEE, so ours is the same on every
+ * processor and for every thread count. Scalars
  * are computed in double as Python does and cast to float where torch
  * casts them:
  *   p *= (float)(1 - lr wd)

@@ -1377,22 +1377,26 @@ static int torch_dump(const char *dir)
 	DUMP("cv_bf16", LP_BF16, cb, VN);
 	DUMP("cv_f16", LP_F16, ch, VN);
 
-	/* AdamW, 5 steps */
+	/* AdamW, 5 steps; the state after each step (row t-1 after step t) */
 	enum { ON = 1000, OS = 5 };
 	double hp[5] = {3e-3, 0.9, 0.999, 1e-8, 0.05};   /* lr, beta1, beta2, eps, wd */
 	float *p = frand(ON, 1), *m = fnew(ON), *vv = fnew(ON), *grads = fnew(OS * ON);
+	float *ps = fnew(OS * ON), *ms = fnew(OS * ON), *vs = fnew(OS * ON);
 	DUMP("adam_p0", LP_F32, p, ON);
 	for (int t = 1; t <= OS; t++) {
 		float *gt = grads + (t - 1) * ON;
 		for (int i = 0; i < ON; i++)
 			gt[i] = (float)(urand() * (i % 7 == 0 ? 1e-8 : 0.1));
 		lp_adamw_f32(p, gt, m, vv, ON, hp[0], hp[1], hp[2], hp[3], hp[4], t);
+		memcpy(ps + (t - 1) * ON, p, ON * 4);
+		memcpy(ms + (t - 1) * ON, m, ON * 4);
+		memcpy(vs + (t - 1) * ON, vv, ON * 4);
 	}
 	DUMP("adam_hparams", LP_F64, hp, 5);
 	DUMP("adam_grads", LP_F32, grads, OS, ON);
-	DUMP("adam_p", LP_F32, p, ON);
-	DUMP("adam_m", LP_F32, m, ON);
-	DUMP("adam_v", LP_F32, vv, ON);
+	DUMP("adam_p", LP_F32, ps, OS, ON);
+	DUMP("adam_m", LP_F32, ms, OS, ON);
+	DUMP("adam_v", LP_F32, vs, OS, ON);
 
 	lp_fclose_checked(manifest, "manifest");
 	release();
