@@ -147,14 +147,16 @@ test_expect_success MODEL 'decode: an id outside the vocabulary is an error' '
 	test_cmp one.jsonl dec.jsonl
 '
 
-test_expect_success MODEL 'empty input is 0 records and success' '
+test_expect_success MODEL 'empty input is 0 records and success: a trailer alone' '
 	tok -m m.model </dev/null >out 2>err &&
 	test_grep "no records (empty input)" err &&
-	test ! -s out &&
+	test $(wc -c <out) = 40 &&
 	tok -m m.model --mode sft </dev/null >out 2>err &&
-	test ! -s out &&
-	tok --dump </dev/null >out 2>err &&
-	test ! -s out
+	test $(wc -c <out) = 40 &&
+	tok --dump <out >dump 2>err &&
+	test ! -s dump &&
+	test_must_fail tok --dump </dev/null >dump 2>err &&
+	test_grep "stdin: stream at byte 0: ended without its trailer: did the writer fail?" err
 '
 
 test_expect_success MODEL 'templates: raw, llama2-chat and a file give other prompts' '
@@ -222,9 +224,20 @@ test_expect_success MODEL 'bad option values' '
 test_expect_success MODEL 'dump: corrupt and truncated frames name the byte offset' '
 	tok -q -m m.model sft.jsonl >good.fr &&
 	size=$(wc -c <good.fr) &&
-	head -c $((size - 5)) good.fr >trunc.fr &&
+	head -c $((size - 45)) good.fr >trunc.fr &&
 	test_must_fail tok --dump trunc.fr >/dev/null 2>err &&
 	test_grep "trunc.fr: frame at byte [0-9]*: .* truncated payload" err &&
+	head -c $((size - 5)) good.fr >trunc.fr &&
+	test_must_fail tok --dump trunc.fr >/dev/null 2>err &&
+	test_grep "trunc.fr: trailer at byte $((size - 40)): truncated" err &&
+	head -c $((size - 40)) good.fr >trunc.fr &&
+	test_must_fail tok --dump trunc.fr >/dev/null 2>err &&
+	test_grep "trunc.fr: stream at byte $((size - 40)): ended without its trailer" err &&
+	test_must_fail tok --decode -m m.model trunc.fr >/dev/null 2>err &&
+	test_grep "trunc.fr: stream at byte $((size - 40)): ended without its trailer" err &&
+	cat good.fr good.fr | tok --dump >two &&
+	tok --dump good.fr >one &&
+	test $(wc -l <two) = $((2 * $(wc -l <one))) &&
 	cp good.fr flip.fr &&
 	printf "\377" | dd of=flip.fr bs=1 seek=200 conv=notrunc 2>/dev/null &&
 	test_must_fail tok --dump flip.fr >/dev/null 2>err &&

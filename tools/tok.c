@@ -368,6 +368,8 @@ static void finish_tokenize(void)
 		run.tail = run.pt_n;
 		run.pt_n = 0;
 	}
+	if (!run.w && opt.mode != MODE_IDS) /* no records: a stream of none */
+		run.w = lp_frame_writer_new(stdout, "stdout", opt.zstd_level);
 	lp_frame_writer_free(run.w);
 	run.w = NULL;
 }
