@@ -558,6 +558,7 @@ int main(int argc, char **argv)
 	if (opt.interactive) {
 		chat();
 	} else {
+		lp_stdout_jsonl();
 		int nfiles = argc - optind;
 		for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
 			lp_reader *r = lp_reader_open(nfiles ? argv[optind + f] : NULL);

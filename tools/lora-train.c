@@ -452,6 +452,8 @@ static void open_inputs(void)
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
 	opt.o.pad_id = cfg->pad_id >= 0 && cfg->pad_id < V ? (int)cfg->pad_id : 0;
 	run.log = opt.log ? lp_fopen(opt.log, "w") : stdout;
+	if (!opt.log)
+		lp_stdout_jsonl();
 	run.logname = opt.log ? opt.log : "stdout";
 }
 

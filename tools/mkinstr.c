@@ -387,8 +387,10 @@ static lp_jqprog *compile_jq(void)
 
 static FILE *open_output(const char *path, lp_atomic **a)
 {
-	if (!path || !strcmp(path, "-"))
+	if (!path || !strcmp(path, "-")) {
+		lp_stdout_jsonl();
 		return stdout;
+	}
 	*a = lp_atomic_create(path);
 	return lp_atomic_file(*a);
 }

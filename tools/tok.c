@@ -210,6 +210,8 @@ static void check_mode(int picked)
 				mode_name[opt.mode]);
 	if (opt.mode != MODE_IDS)
 		run.w = lp_frame_writer_new(stdout, "stdout", opt.zstd_level);
+	else
+		lp_stdout_jsonl();
 }
 
 /* Fill it from rec by the mode's fields; 0 after reporting a bad record. */
@@ -537,6 +539,7 @@ int main(int argc, char **argv)
 
 	if (opt.dump || opt.decode) {
 		uint64_t n = 0;
+		lp_stdout_jsonl();
 		if (opt.decode)
 			load_model();
 		for (int i = 0; i < (nfiles ? nfiles : 1); i++)

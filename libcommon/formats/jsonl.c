@@ -112,6 +112,9 @@ int lp_jsonl_next(lp_jsonl *j, jv *out)
 			i++;
 		if (i == len)
 			continue;
+		if (!strncmp(line, LP_ABORT_LINE, strlen(LP_ABORT_LINE)))
+			lp_die(lp_jsonl_where(j), "the tool writing this input failed: %s",
+					line + strlen(LP_ABORT_LINE));
 		jv v = jv_parse_sized(line, len);
 		if (jv_is_valid(v)) {
 			*out = v;
