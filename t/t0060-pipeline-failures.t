@@ -80,4 +80,22 @@ test_expect_success 'a message quoting control bytes and bad UTF-8 stays one esc
 	test_line_count = 1 err &&
 	test_grep "bad\\\\nname.model" err
 '
+
+test_expect_success BASE 'invalid UTF-8 in JSON input names file and line, in every tool' '
+	printf "{\"text\":\"ok\"}\n{\"text\":\"a\\303\"}\n" >u.jsonl &&
+	test_must_fail mkinstr --from json u.jsonl >/dev/null 2>err &&
+	test_grep "^mkinstr: u.jsonl:2: invalid UTF-8 (byte 0xc3 at column 11)" err &&
+	mkinstr --from json --skip-bad u.jsonl >out 2>err &&
+	test_line_count = 1 out && test_grep "1 bad" err &&
+	test_must_fail tok -m m.model --mode pt u.jsonl >/dev/null 2>err &&
+	test_grep "^tok: u.jsonl:2: invalid UTF-8" err &&
+	test_must_fail tok -m m.model --mode ids u.jsonl >/dev/null 2>err &&
+	test_grep "^tok: u.jsonl:2: invalid UTF-8" err &&
+	printf "{\"prompt\":\"ok\"}\n{\"prompt\":\"\\355\\240\\200\"}\n" >g.jsonl &&
+	test_must_fail gen -M base -m m.model --max-new-tokens 1 g.jsonl >/dev/null 2>err &&
+	test_grep "^gen: g.jsonl:2: invalid UTF-8" err &&
+	printf "[{\"text\":\"ok\"},\n{\"text\":\"\\377\"}]" >a.json &&
+	test_must_fail mkinstr --from json a.json >/dev/null 2>err &&
+	test_grep "^mkinstr: a.json: line 2: invalid UTF-8" err
+'
 test_done

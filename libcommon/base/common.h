@@ -40,6 +40,9 @@ void lp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * characters, DEL and bytes that are not valid UTF-8 escaped as \\, \n,
  * \r, \t, \xHH. Returns strlen(dst). */
 size_t lp_escape(char *dst, size_t cap, const char *src, size_t n);
+/* Offset of the first byte of s[0..n) that does not start a valid UTF-8
+ * sequence (overlong forms and surrogates are invalid), n if all are valid. */
+size_t lp_utf8_check(const char *s, size_t n);
 
 /* A tool whose stdout carries JSON lines calls this: lp_die then ends
  * stdout (when it is not a terminal) with an abort line, LP_ABORT_LINE and
