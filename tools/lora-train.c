@@ -15,11 +15,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "model/adapter_files.h"
+#include "base/atomic_dir.h"
 #include "base/common.h"
 #include "kernels.h"
 #include "train/llama_train.h"
@@ -63,14 +65,15 @@ static const char usage[] =
 "      --skip-nonfinite      skip a step whose loss or gradient is NaN/inf\n"
 "      --device D            cpu or cuda (cpu)\n"
 "      --force               write into a non-empty OUT\n"
-"      --dump-grads FILE     first step's gradients as safetensors (tests)\n"
+"      --dump-grads DIR      first step's gradients as safetensors (tests)\n"
+"      --strict              refuse examples with no label left, not skip them\n"
 "  -h, --help                this text\n";
 
 enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP, O_STRICT,
 };
 
 static struct {
@@ -80,7 +83,7 @@ static struct {
 	double alpha, dropout;
 	int dropout_set, targets_set, save_set;
 	unsigned targets;
-	int save_embed, save_head, full, ckpt, skip_nonfinite, force;
+	int save_embed, save_head, full, ckpt, skip_nonfinite, force, strict;
 	int64_t save_steps, save_limit, eval_steps, log_steps;
 	lp_train_opts o;
 } opt = {
@@ -98,11 +101,17 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_stop(int sig)
 {
-	if (stop_signal) { /* a second one: go now */
+	if (stop_signal && sig != SIGPIPE) { /* a second one: go now */
 		signal(sig, SIG_DFL);
 		raise(sig);
 	}
 	stop_signal = sig;
+}
+
+static const char *signal_name(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP"
+		: sig == SIGPIPE ? "SIGPIPE (the metrics reader went away)" : "a signal";
 }
 
 static unsigned parse_targets(const char *s)
@@ -174,6 +183,7 @@ static void parse_options(int argc, char **argv)
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
 		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
 		{"dump-grads", required_argument, 0, O_DUMP},
+		{"strict", no_argument, 0, O_STRICT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	int c;
@@ -204,7 +214,11 @@ static void parse_options(int argc, char **argv)
 		case O_WD: opt.o.weight_decay = lp_parse_double("--weight-decay", optarg, 0, 10); break;
 		case O_B1: opt.o.beta1 = lp_parse_double("--adam-beta1", optarg, 0, 0.999999999); break;
 		case O_B2: opt.o.beta2 = lp_parse_double("--adam-beta2", optarg, 0, 0.999999999); break;
-		case O_EPS: opt.o.eps = lp_parse_double("--adam-eps", optarg, 0, 1); break;
+		case O_EPS:
+			opt.o.eps = lp_parse_double("--adam-eps", optarg, 0, 1);
+			if (!(opt.o.eps > 0)) /* 0 divides by zero where a moment is 0 */
+				lp_usage_error("--adam-eps: must be greater than 0");
+			break;
 		case O_SCHED:
 			if (!strcmp(optarg, "cosine"))
 				opt.o.schedule = LP_SCHED_COSINE;
@@ -233,6 +247,7 @@ static void parse_options(int argc, char **argv)
 		case O_DEVICE: opt.device = optarg; break;
 		case O_FORCE: opt.force = 1; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
+		case O_STRICT: opt.strict = 1; break;
 		case 'h':
 			fputs(usage, stdout);
 			lp_close_stdout();
@@ -353,8 +368,11 @@ static void read_data(lp_dataset *d, const char *path, int64_t V)
 {
 	char err[512];
 	lp_reader *r = lp_reader_open(path);
-	if (lp_dataset_read(d, r, V, err, sizeof err) != 0)
+	if (lp_dataset_read(d, r, V, opt.strict, err, sizeof err) != 0)
 		lp_die(lp_reader_name(r), "%s", err);
+	if (d->nolabel)
+		lp_warn(lp_reader_name(r), "skipped %llu examples with no label left (--strict "
+				"refuses them)", (unsigned long long)d->nolabel);
 	lp_reader_close(r);
 }
 
@@ -378,6 +396,46 @@ static void check_output_dir(void)
 	char *ck = lp_train_find_checkpoint(opt.out);
 	if (ck)
 		lp_die(opt.out, "holds %s (use --resume to continue it, or --force)", ck);
+}
+
+/* Make OUT (its parent must exist) and write a file in it, so that an
+ * output that cannot be written fails now, not after the last step. */
+static void probe_output_dir(void)
+{
+	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
+		lp_die(opt.out, "cannot make directory: %s", strerror(errno));
+	size_t n = strlen(opt.out) + 32;
+	char *p = lp_malloc(n);
+	snprintf(p, n, "%s/.probe.XXXXXX", opt.out);
+	int fd = mkstemp(p);
+	if (fd < 0 || write(fd, "probe\n", 6) != 6 || fsync(fd) != 0)
+		lp_die(opt.out, "cannot write here: %s", strerror(errno));
+	close(fd);
+	unlink(p);
+	free(p);
+}
+
+/* Remove what a run killed while writing a checkpoint left behind. */
+static void remove_stale_checkpoints(void)
+{
+	DIR *d = opendir(opt.out);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (strncmp(e->d_name, ".checkpoint-", 12) || len < 16
+				|| strcmp(e->d_name + len - 4, ".tmp"))
+			continue;
+		size_t n = strlen(opt.out) + len + 2;
+		char *p = lp_malloc(n);
+		snprintf(p, n, "%s/%s", opt.out, e->d_name);
+		lp_remove_tree(p);
+		lp_warn(opt.out, "removed %s, left by a run that stopped while writing it",
+				e->d_name);
+		free(p);
+	}
+	closedir(d);
 }
 
 static void open_inputs(void)
@@ -417,6 +475,9 @@ static void open_inputs(void)
 	int64_t V = choose_vocab(base_rows);
 
 	/* the data, checked against the vocabulary, before any work */
+	if ((!opt.data || !strcmp(opt.data, "-")) && isatty(STDIN_FILENO))
+		lp_usage_error("reads token frames from stdin, which is a terminal: pipe tok's "
+				"output in (tok ... | lora-train) or give --data FILE");
 	read_data(&run.data, opt.data, V);
 	if (opt.eval) {
 		read_data(&run.eval, opt.eval, V);
@@ -451,6 +512,8 @@ static void open_inputs(void)
 	d->config_json = run.config_json;
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
 	opt.o.pad_id = cfg->pad_id >= 0 && cfg->pad_id < V ? (int)cfg->pad_id : 0;
+	probe_output_dir();
+	remove_stale_checkpoints();
 	run.log = opt.log ? lp_fopen(opt.log, "w") : stdout;
 	if (!opt.log)
 		lp_stdout_jsonl();
@@ -459,16 +522,34 @@ static void open_inputs(void)
 
 /* ---- the loop ---- */
 
+/* ,"key":v with v as %.9g, or null when not finite (JSON has no NaN). */
+static void json_num(const char *key, double v)
+{
+	if (isfinite(v))
+		fprintf(run.log, ",\"%s\":%.9g", key, v);
+	else
+		fprintf(run.log, ",\"%s\":null", key);
+}
+
 static void log_step(const lp_step_info *s, int64_t step, double secs, int evaluated,
 		double eval_loss)
 {
-	fprintf(run.log, "{\"step\":%lld,\"epoch\":%.10g,\"loss\":%.9g,\"lr\":%.10g,"
-			"\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
-			(long long)step, s->epoch, s->loss, s->lr, s->grad_norm,
-			secs > 0 ? (double)s->tokens / secs : 0.0);
+	static int gone;
+	if (gone)
+		return;
+	fprintf(run.log, "{\"step\":%lld,\"epoch\":%.10g", (long long)step, s->epoch);
+	json_num("loss", s->loss);
+	fprintf(run.log, ",\"lr\":%.10g", s->lr);
+	json_num("grad_norm", s->grad_norm);
+	fprintf(run.log, ",\"tokens_per_s\":%.1f", secs > 0 ? (double)s->tokens / secs : 0.0);
 	if (evaluated)
-		fprintf(run.log, ",\"eval_loss\":%.9g", eval_loss);
+		json_num("eval_loss", eval_loss);
 	fputs("}\n", run.log);
+	if (fflush(run.log) != 0 && errno == EPIPE) {
+		gone = 1; /* the reader went away: SIGPIPE stops the run with a checkpoint */
+		stop_signal = SIGPIPE;
+		return;
+	}
 	lp_fflush(run.log, run.logname);
 }
 
@@ -479,7 +560,7 @@ static char *checkpoint_dir(int64_t step)
 	return p;
 }
 
-/* SIGINT/SIGTERM wait while files are written: a checkpoint is never cut
+/* SIGINT/SIGTERM/SIGHUP/SIGPIPE wait while files are written: a checkpoint is never cut
  * short by the signal that asks for it. */
 static void hold_signals(int hold)
 {
@@ -487,11 +568,30 @@ static void hold_signals(int hold)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
 	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* Weights with a NaN or an infinity are never written (under
+ * --skip-nonfinite a step can still leave one behind). */
+static void check_finite(const lp_train_model *m, const char *where)
+{
+	float *h = lp_malloc((m->ntrain ? m->ntrain : 1) * sizeof *h);
+	lp_download(h, m->master, m->ntrain * sizeof *h);
+	for (int i = 0; i < m->nparams; i++) {
+		const lp_tparam *p = &m->params[i];
+		for (size_t j = 0; j < p->n; j++)
+			if (!isfinite(h[p->off + j]))
+				lp_die(where, "%s[%zu] = %g: the weights are not finite; not written",
+						p->name, j, h[p->off + j]);
+	}
+	free(h);
 }
 
 static char *save_checkpoint(const lp_trainer *t)
 {
+	check_finite(t->m, "checkpoint");
 	hold_signals(1);
 	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
 		lp_die(opt.out, "cannot make directory: %s", strerror(errno));
@@ -536,6 +636,10 @@ int main(int argc, char **argv)
 	lp_trainer_init(&t, &m, &run.data, &opt.o, run.has_eval ? run.eval.max_len : 0, opt.ckpt);
 	if (run.ckpt) {
 		lp_train_read_checkpoint(run.ckpt, &t);
+		if (t.pos.step >= t.total_steps)
+			lp_die(run.ckpt, "is at step %lld, and this run ends at step %lld: nothing left "
+					"to train (raise --max-steps or --epochs)", (long long)t.pos.step,
+					(long long)t.total_steps);
 		lp_info("resuming from %s at step %lld of %lld", run.ckpt, (long long)t.pos.step,
 				(long long)t.total_steps);
 	}
@@ -549,6 +653,8 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);   /* the terminal went away */
+	sigaction(SIGPIPE, &sa, NULL);  /* whoever read the metrics went away */
 
 	char *last_ckpt = run.ckpt ? lp_strdup(run.ckpt) : NULL;
 	int tty = isatty(2);
@@ -587,12 +693,13 @@ int main(int argc, char **argv)
 			free(last_ckpt);
 			last_ckpt = save_checkpoint(&t);
 			lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
-					stop_signal == SIGINT ? "SIGINT" : "SIGTERM", (long long)step, last_ckpt);
+					signal_name(stop_signal), (long long)step, last_ckpt);
 			exit(LP_EXIT_FAIL);
 		}
 	}
 	if (tty)
 		fputc('\n', stderr);
+	check_finite(&m, opt.out);
 	hold_signals(1);
 	lp_train_write_weights(opt.out, &m, &run.desc);
 	hold_signals(0);

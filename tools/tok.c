@@ -385,7 +385,7 @@ static const char *plural(uint64_t n, const char *one, const char *many)
  * --max-len 512; 1.53 characters per token" */
 static void report_tokenize(void)
 {
-	char what[160] = "", bad[64] = "", cpt[64] = "";
+	char what[256] = "", bad[64] = "", cpt[64] = "", nt[96] = "";
 	unsigned long long nrec = run.records, nex = run.examples, nbad = run.bad;
 	if (opt.quiet)
 		return;
@@ -398,11 +398,13 @@ static void report_tokenize(void)
 	if (run.nenc)
 		snprintf(cpt, sizeof cpt, "; %.2f characters per token",
 				(double)run.nchars / (double)run.nenc);
+	if (run.no_target)
+		snprintf(nt, sizeof nt, " (%llu with no target token left, which lora-train skips)",
+				(unsigned long long)run.no_target);
 	if (opt.mode == MODE_SFT)
 		snprintf(what, sizeof what, "%llu %s, %llu tokens; %llu truncated to --max-len %lld%s",
 				nex, plural(nex, "example", "examples"), (unsigned long long)run.tokens,
-				(unsigned long long)run.truncated, opt.max_len,
-				run.no_target ? " (some with no target token left)" : "");
+				(unsigned long long)run.truncated, opt.max_len, nt);
 	else if (opt.mode == MODE_PT)
 		snprintf(what, sizeof what, "%llu %s of %lld, %llu tokens; tail of %llu tokens %s",
 				nex, plural(nex, "block", "blocks"), opt.block_size,

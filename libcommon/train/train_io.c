@@ -157,20 +157,14 @@ static void write_weights_into(const char *dir, const lp_train_model *m, const l
 		char *(*path_of)(void *, const char *), void *ctx)
 {
 	const char *suffix[] = {""};
-	char *p;
 	(void)dir;
-	if (d->full) {
-		p = path_of(ctx, "config.json");
-		write_json(p, model_config(d, m));
-		free(p);
-		p = path_of(ctx, "model.safetensors");
-	} else {
-		p = path_of(ctx, "adapter_config.json");
-		write_json(p, adapter_config(d));
-		free(p);
-		p = path_of(ctx, "adapter_model.safetensors");
-	}
+	/* the weights first: a config appears only beside whole weights, even
+	 * when the disk fills up (each file is itself written atomically) */
+	char *p = path_of(ctx, d->full ? "model.safetensors" : "adapter_model.safetensors");
 	write_tensors(p, m, m->master, suffix, NULL, 1);
+	free(p);
+	p = path_of(ctx, d->full ? "config.json" : "adapter_config.json");
+	write_json(p, d->full ? model_config(d, m) : adapter_config(d));
 	free(p);
 }
 
