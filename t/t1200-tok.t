@@ -88,13 +88,13 @@ test_expect_success MODEL 'wrong field types and non-object records are bad reco
 '
 
 test_expect_success MODEL 'pt: text records become blocks; the tail is dropped unless --keep-tail' '
-	tok -m m.model -b 16 pt.jsonl 2>err | tok --dump >p.jsonl &&
+	tok -m m.model --block-size 16 pt.jsonl 2>err | tok --dump >p.jsonl &&
 	test_grep "text records: --mode pt" err &&
 	test_grep "blocks of 16" err &&
 	test_grep "dropped" err &&
 	! grep -v "^{\"input_ids\":\(\[\([0-9]*,\)\{15\}[0-9]*\]\),\"labels\":\1}\$" p.jsonl &&
 	head -n 1 p.jsonl | test_grep "^{\"input_ids\":\[1," &&
-	tok -q -m m.model --mode pt -b 16 --keep-tail pt.jsonl | tok --dump >k.jsonl &&
+	tok -q -m m.model --mode pt --block-size 16 --keep-tail pt.jsonl | tok --dump >k.jsonl &&
 	blocks=$(wc -l <p.jsonl) &&
 	test_line_count = $((blocks + 1)) k.jsonl &&
 	head -n $blocks k.jsonl >k1.jsonl &&
@@ -125,9 +125,9 @@ test_expect_success MODEL,SCRIPT 'at a terminal: text records give ids, frames a
 
 test_expect_success MODEL 'decode: ids back to text, from JSONL and from frames' '
 	printf "%s\n" "{\"text\":\"the of and a\"}" "{\"text\":\"的一是在不了有和人\"}" >rt.jsonl &&
-	tok -q -m m.model --mode ids --bos --eos rt.jsonl | tok -q -d -m m.model >dec.jsonl &&
+	tok -q -m m.model --mode ids --bos --eos rt.jsonl | tok -q --decode -m m.model >dec.jsonl &&
 	test_cmp rt.jsonl dec.jsonl &&
-	tok -q -m m.model --mode pt -b 1000 --keep-tail rt.jsonl | tok -q -d -m m.model >dec2.jsonl &&
+	tok -q -m m.model --mode pt --block-size 1000 --keep-tail rt.jsonl | tok -q --decode -m m.model >dec2.jsonl &&
 	# each text was encoded with its leading "▁", so a space joins them
 	echo "{\"text\":\"the of and a 的一是在不了有和人\"}" >expect &&
 	test_cmp expect dec2.jsonl
@@ -135,15 +135,15 @@ test_expect_success MODEL 'decode: ids back to text, from JSONL and from frames'
 
 test_expect_success MODEL 'decode: an id outside the vocabulary is an error' '
 	echo "{\"input_ids\":[1,5,1000]}" >big.jsonl &&
-	test_must_fail tok -d -m m.model big.jsonl >/dev/null 2>err &&
+	test_must_fail tok --decode -m m.model big.jsonl >/dev/null 2>err &&
 	test_grep "big.jsonl:1: token id 1000 out of range (vocabulary 1000)" err &&
 	echo "{\"input_ids\":[1,\"x\"]}" >nan.jsonl &&
-	test_must_fail tok -d -m m.model nan.jsonl >/dev/null 2>err &&
+	test_must_fail tok --decode -m m.model nan.jsonl >/dev/null 2>err &&
 	test_grep "nan.jsonl:1: .input_ids. holds a non-integer" err &&
 	echo "{\"text\":\"the of\"}" >one.jsonl &&
 	cat big.jsonl one.jsonl >mixed.jsonl &&
 	tok -q -m m.model --mode ids one.jsonl >>mixed.jsonl &&
-	tok -d -m m.model --skip-bad mixed.jsonl >dec.jsonl 2>err &&
+	tok --decode -m m.model --skip-bad mixed.jsonl >dec.jsonl 2>err &&
 	test_grep "mixed.jsonl:1: token id 1000 out of range" err &&
 	test_grep "mixed.jsonl:2: no .input_ids. array" err &&
 	test_cmp one.jsonl dec.jsonl
@@ -275,8 +275,8 @@ test_expect_success MODEL 'deterministic: 1 and 2 threads write the same bytes' 
 	tok -q -m m.model -j 2 many.jsonl >j2.fr &&
 	cmp one.fr two.fr && cmp one.fr j2.fr &&
 	sed "s/\"instruction\"/\"text\"/" many.jsonl >manyt.jsonl &&
-	OMP_NUM_THREADS=1 tok -q -m m.model -b 64 manyt.jsonl >pt1.fr &&
-	OMP_NUM_THREADS=2 tok -q -m m.model -b 64 manyt.jsonl >pt2.fr &&
+	OMP_NUM_THREADS=1 tok -q -m m.model --block-size 64 manyt.jsonl >pt1.fr &&
+	OMP_NUM_THREADS=2 tok -q -m m.model --block-size 64 manyt.jsonl >pt2.fr &&
 	cmp pt1.fr pt2.fr
 '
 
@@ -290,7 +290,7 @@ test_expect_success 'help, and a usage error for an unknown option' '
 	tok --help >out &&
 	test_grep "usage: tok" out &&
 	test_must_fail tok --frobnicate 2>err &&
-	test_grep "Try .tok --help." err
+	test_grep "(see .tok --help.)" err
 '
 
 test_done

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "generate/generate.h"
 #include "formats/jsonl.h"
@@ -39,9 +40,10 @@ static const char usage[] =
 	"      --skip-bad           skip bad records, counting them, instead of failing\n"
 	"      --no-generation-config  ignore DIR/generation_config.json\n"
 	"      --device cpu|cuda    compute backend (default cpu)\n"
-	"      --dtype f32|bf16     activation type on cuda (default bf16)\n"
+	"  -d, --dtype f32|bf16     activation type on cuda (default bf16)\n"
 	"  -q, --quiet              no summary on stderr\n"
 	"  -h, --help               this help\n"
+	"  -V, --version            the version\n"
 	"\n"
 	"Generation controls, with Hugging Face's names and defaults:\n"
 	"  --max-new-tokens N --min-new-tokens N --max-length N --min-length N\n"
@@ -93,9 +95,10 @@ static struct option *build_options(void)
 		{"skip-bad", no_argument, 0, OPT_SKIP_BAD},
 		{"no-generation-config", no_argument, 0, OPT_NO_GENCFG},
 		{"device", required_argument, 0, OPT_DEVICE},
-		{"dtype", required_argument, 0, OPT_DTYPE},
+		{"dtype", required_argument, 0, 'd'},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
 	};
 	size_t n_own = sizeof own / sizeof *own, n = 0;
 	while (lp_gen_control_names[n])
@@ -159,7 +162,8 @@ static void parse_args(int argc, char **argv)
 	static struct option *o; /* kept: getopt may point into it */
 	int c;
 	o = build_options();
-	while ((c = getopt_long(argc, argv, "M:A:m:t:iqh", o, NULL)) != -1) {
+	static const char shortopts[] = "M:A:m:t:d:iqhV";
+	while ((c = getopt_long(argc, argv, shortopts, o, NULL)) != -1) {
 		switch (c) {
 		case 'M': opt.model_dir = optarg; break;
 		case 'A':
@@ -184,14 +188,15 @@ static void parse_args(int argc, char **argv)
 			else
 				lp_usage_error("--device: '%s' is not cpu or cuda", optarg);
 			break;
-		case OPT_DTYPE:
+		case 'd':
 			opt.act_dtype = lp_dtype_parse(optarg);
 			if (opt.act_dtype != LP_F32 && opt.act_dtype != LP_BF16)
 				lp_usage_error("--dtype: '%s' is not f32 or bf16", optarg);
 			break;
 		case 'q': opt.quiet = 1; break;
-		case 'h': fputs(usage, stdout); lp_close_stdout(); exit(0);
-		case '?': lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		case '?': lp_bad_option(argc, argv, shortopts);
 		default: /* a control: applied after generation_config.json */
 			ctl = lp_realloc(ctl, (n_ctl + 1) * sizeof *ctl);
 			ctl[n_ctl].name = lp_gen_control_names[c - OPT_CONTROL];

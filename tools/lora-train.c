@@ -22,6 +22,7 @@
 
 #include "model/adapter_files.h"
 #include "base/atomic_dir.h"
+#include "base/cli.h"
 #include "base/common.h"
 #include "kernels.h"
 #include "train/llama_train.h"
@@ -43,7 +44,7 @@ static const char usage[] =
 "      --dropout P           LoRA dropout (0.05)\n"
 "      --targets LIST        modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)\n"
 "      --modules-to-save LIST  embed_tokens,lm_head trained whole\n"
-"      --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
+"  -m, --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
 "      --init DIR            start from this adapter\n"
 "      --full                train every weight (writes a model)\n"
 "      --from-scratch CONFIG a new model from config.json (implies --full)\n"
@@ -64,10 +65,12 @@ static const char usage[] =
 "      --log FILE            metrics to FILE, not stdout\n"
 "      --skip-nonfinite      skip a step whose loss or gradient is NaN/inf\n"
 "      --device D            cpu or cuda (cpu)\n"
-"      --force               write into a non-empty OUT\n"
+"  -f, --force               write into a non-empty OUT\n"
 "      --dump-grads DIR      first step's gradients as safetensors (tests)\n"
 "      --strict              refuse examples with no label left, not skip them\n"
-"  -h, --help                this text\n";
+"  -q, --quiet               no summary or progress line on stderr\n"
+"  -h, --help                this text\n"
+"  -V, --version             the version\n";
 
 enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
@@ -158,7 +161,7 @@ static void parse_options(int argc, char **argv)
 		{"dropout", required_argument, 0, O_DROPOUT},
 		{"targets", required_argument, 0, O_TARGETS},
 		{"modules-to-save", required_argument, 0, O_SAVE},
-		{"tokenizer", required_argument, 0, O_TOKENIZER},
+		{"tokenizer", required_argument, 0, 'm'},
 		{"init", required_argument, 0, O_INIT}, {"full", no_argument, 0, O_FULL},
 		{"from-scratch", required_argument, 0, O_SCRATCH},
 		{"batch-size", required_argument, 0, 'b'},
@@ -181,13 +184,15 @@ static void parse_options(int argc, char **argv)
 		{"logging-steps", required_argument, 0, O_LOGSTEPS},
 		{"log", required_argument, 0, O_LOG},
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
-		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
+		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, 'f'},
+		{"quiet", no_argument, 0, 'q'}, {"version", no_argument, 0, 'V'},
 		{"dump-grads", required_argument, 0, O_DUMP},
 		{"strict", no_argument, 0, O_STRICT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
+	static const char shortopts[] = "M:m:o:r:b:fqhV";
 	int c;
-	while ((c = getopt_long(argc, argv, "M:o:r:b:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'M': opt.model = optarg; break;
 		case 'o': opt.out = optarg; break;
@@ -204,7 +209,7 @@ static void parse_options(int argc, char **argv)
 			parse_save(optarg, &opt.save_embed, &opt.save_head, "--modules-to-save");
 			opt.save_set = 1;
 			break;
-		case O_TOKENIZER: opt.tokenizer = optarg; break;
+		case 'm': opt.tokenizer = optarg; break;
 		case O_INIT: opt.init = optarg; break;
 		case O_FULL: opt.full = 1; break;
 		case O_SCRATCH: opt.scratch = optarg; opt.full = 1; break;
@@ -245,15 +250,13 @@ static void parse_options(int argc, char **argv)
 		case O_LOG: opt.log = optarg; break;
 		case O_SKIP: opt.skip_nonfinite = 1; break;
 		case O_DEVICE: opt.device = optarg; break;
-		case O_FORCE: opt.force = 1; break;
+		case 'f': opt.force = 1; break;
+		case 'q': lp_quiet = 1; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
 		case O_STRICT: opt.strict = 1; break;
-		case 'h':
-			fputs(usage, stdout);
-			lp_close_stdout();
-			exit(0);
-		default:
-			lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (optind < argc)
@@ -271,6 +274,9 @@ static void parse_options(int argc, char **argv)
 				"are for LoRA");
 	if (opt.init && opt.resume)
 		lp_usage_error("--init and --resume: a resumed run starts from its checkpoint");
+	if ((!opt.data || !strcmp(opt.data, "-")) && isatty(STDIN_FILENO))
+		lp_usage_error("reads token frames from stdin, which is a terminal: pipe tok's "
+				"output in (tok ... | lora-train) or give --data FILE");
 }
 
 /* ---- opening ---- */
@@ -475,9 +481,6 @@ static void open_inputs(void)
 	int64_t V = choose_vocab(base_rows);
 
 	/* the data, checked against the vocabulary, before any work */
-	if ((!opt.data || !strcmp(opt.data, "-")) && isatty(STDIN_FILENO))
-		lp_usage_error("reads token frames from stdin, which is a terminal: pipe tok's "
-				"output in (tok ... | lora-train) or give --data FILE");
 	read_data(&run.data, opt.data, V);
 	if (opt.eval) {
 		read_data(&run.eval, opt.eval, V);
@@ -537,6 +540,7 @@ static void log_step(const lp_step_info *s, int64_t step, double secs, int evalu
 	static int gone;
 	if (gone)
 		return;
+	lp_progress_clear(); /* a terminal's metrics never share its line */
 	fprintf(run.log, "{\"step\":%lld,\"epoch\":%.10g", (long long)step, s->epoch);
 	json_num("loss", s->loss);
 	fprintf(run.log, ",\"lr\":%.10g", s->lr);
@@ -657,7 +661,8 @@ int main(int argc, char **argv)
 	sigaction(SIGPIPE, &sa, NULL);  /* whoever read the metrics went away */
 
 	char *last_ckpt = run.ckpt ? lp_strdup(run.ckpt) : NULL;
-	int tty = isatty(2);
+	double started = now();
+	int64_t first = t.pos.step;
 	while (!lp_trainer_done(&t)) {
 		lp_step_info s;
 		double t0 = now();
@@ -679,17 +684,18 @@ int main(int argc, char **argv)
 		double eval_loss = do_eval ? lp_trainer_eval(&t, &run.eval) : 0;
 		if (step % opt.log_steps == 0 || do_eval || lp_trainer_done(&t))
 			log_step(&s, step, secs, do_eval, eval_loss);
-		if (tty)
-			fprintf(stderr, "\r%s: step %lld/%lld loss %.4f lr %.3g %.0f tok/s ", lp_prog,
-					(long long)step, (long long)t.total_steps, s.loss, s.lr,
-					secs > 0 ? s.tokens / secs : 0.0);
+		double el = now() - started;
+		double eta = el / (double)(step - first) * (double)(t.total_steps - step);
+		lp_progress("step %lld/%lld  loss %.4f  %.0f tok/s  %02d:%02d elapsed  ETA %02d:%02d",
+				(long long)step, (long long)t.total_steps, s.loss,
+				secs > 0 ? s.tokens / secs : 0.0, (int)el / 60, (int)el % 60,
+				(int)eta / 60, (int)eta % 60);
 		if (opt.save_steps && step % opt.save_steps == 0 && !lp_trainer_done(&t)) {
 			free(last_ckpt);
 			last_ckpt = save_checkpoint(&t);
 		}
 		if (stop_signal) {
-			if (tty)
-				fputc('\n', stderr);
+			lp_progress_clear();
 			free(last_ckpt);
 			last_ckpt = save_checkpoint(&t);
 			lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
@@ -697,8 +703,7 @@ int main(int argc, char **argv)
 			exit(LP_EXIT_FAIL);
 		}
 	}
-	if (tty)
-		fputc('\n', stderr);
+	lp_progress_clear();
 	check_finite(&m, opt.out);
 	hold_signals(1);
 	lp_train_write_weights(opt.out, &m, &run.desc);

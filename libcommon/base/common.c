@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -45,6 +46,7 @@ void lp_init(const char *argv0)
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);
 	signal(SIGPIPE, on_signal);
+	opterr = 0; /* lp_bad_option says it, on one line */
 }
 
 /* Length of the valid UTF-8 sequence at p (of n bytes), 0 if none. */
@@ -136,10 +138,46 @@ void lp_stdout_jsonl(void)
 
 static char last_msg[4096];
 
+/* ---- the progress line ---- */
+
+static int progress_shown;
+
+void lp_progress_clear(void)
+{
+	if (progress_shown) {
+		(void)!write(2, "\r\033[K", 4);
+		progress_shown = 0;
+	}
+}
+
+void lp_progress(const char *fmt, ...)
+{
+	static int tty = -1;
+	if (tty < 0)
+		tty = isatty(2);
+	if (!tty || lp_quiet)
+		return;
+	char buf[512];
+	int n = snprintf(buf, sizeof buf, "\r%s: ", lp_prog);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n > 0 && n < (int)sizeof buf)
+		n += vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof buf - 4)
+		n = sizeof buf - 4;
+	memcpy(buf + n, "\033[K", 3);
+	n += 3;
+	fflush(stdout);
+	(void)!write(2, buf, n);
+	progress_shown = 1;
+}
+
 static void vmsg(const char *where, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 static void vmsg(const char *where, const char *fmt, va_list ap)
 {
+	lp_progress_clear();
 	char raw[4096], *buf = last_msg;
 	int n = 0;
 	if (where)
@@ -173,11 +211,12 @@ void lp_die(const char *where, const char *fmt, ...)
 
 void lp_usage_error(const char *fmt, ...)
 {
+	char what[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vmsg(NULL, fmt, ap);
+	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "Try '%s --help' for more information.\n", lp_prog);
+	lp_warn(NULL, "%s (see '%s --help')", what, lp_prog);
 	remove_pending();
 	exit(LP_EXIT_USAGE);
 }
@@ -190,8 +229,12 @@ void lp_warn(const char *where, const char *fmt, ...)
 	va_end(ap);
 }
 
+int lp_quiet;
+
 void lp_info(const char *fmt, ...)
 {
+	if (lp_quiet)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
 	vmsg(NULL, fmt, ap);

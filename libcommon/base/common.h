@@ -27,14 +27,23 @@ void lp_init(const char *argv0);
  * \t, \x1b, so a message cannot break a line or drive the terminal. */
 _Noreturn void lp_die(const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Same, exit status 2, with a hint to read --help. */
+/* Same, one line with a hint to read --help, exit status 2. */
 _Noreturn void lp_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 /* "prog: where: what\n" on stderr; carries on. */
 void lp_warn(const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* "prog: what\n" on stderr: progress and summaries for people. */
+/* "prog: what\n" on stderr: progress and summaries for people; nothing
+ * when lp_quiet is set (-q). */
 void lp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int lp_quiet;
+
+/* The progress line: one line on stderr, only when stderr is a terminal
+ * (and not -q), rewritten in place by each call. Every message above
+ * clears it first, and so must a tool before writing to a stdout that is
+ * the same terminal (lp_progress_clear), so nothing shares its line. */
+void lp_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lp_progress_clear(void);
 
 /* src[0..n) into dst[cap] (always terminated), with '\\', control
  * characters, DEL and bytes that are not valid UTF-8 escaped as \\, \n,
