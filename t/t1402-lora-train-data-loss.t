@@ -152,4 +152,17 @@ test_expect_success 'stale .checkpoint-*.tmp directories are removed' '
 	test_grep "removed .checkpoint-7.tmp" err &&
 	! test -e hup/.checkpoint-7.tmp
 '
+command -v script >/dev/null 2>&1 && test_set_prereq SCRIPT
+test_expect_success SCRIPT 'on a terminal: one progress line, cleared before metrics and messages' '
+	script -qec "lora-train -M base -o tty --max-steps 3 --data pt.frames" /dev/null >ts 2>&1 </dev/null &&
+	grep -a -q "step 3/3  loss [0-9.]*  [0-9]* tok/s  00:[0-9][0-9] elapsed  ETA 00:00" ts &&
+	# what the terminal shows: each line after its last carriage return
+	tr -d "\033" <ts | sed "s/\[K//g; s/\r$//; s/.*\r//" >shown &&
+	grep -a "^{\"step\":" shown >shown.metrics &&
+	test_line_count = 3 shown.metrics &&
+	! grep -a "ETA.*{\"step\"\|{\"step\".*ETA" shown &&
+	grep -a "^lora-train: wrote tty after 3 steps" shown &&
+	script -qec "lora-train -q -M base -o tty2 --max-steps 2 --data pt.frames" /dev/null >ts2 2>&1 </dev/null &&
+	! grep -a -e ETA -e "^lora-train:" ts2
+'
 test_done
