@@ -116,6 +116,13 @@ test_expect_success 'a NaN loss is null in the metrics, never nan' '
 	if command -v jq >/dev/null; then jq -e .step m >/dev/null; fi
 '
 
+test_expect_success 'weights holding a NaN are never written' '
+	test_must_fail lora-train -M nanbase --full -o nf --max-steps 2 --save-steps 1 \
+		--skip-nonfinite <pt.frames >m 2>err &&
+	test_grep "checkpoint: model.norm.weight\[0\] = nan: the weights are not finite; not written" err &&
+	! test -e nf/model.safetensors && ! ls nf | grep checkpoint-
+'
+
 test_expect_success 'an adapter with non-finite weights is refused at load' '
 	lora-train -M base -o good --max-steps 1 <pt.frames >/dev/null &&
 	python3 - good bad <<-\EOF &&

@@ -8,6 +8,7 @@
  * the model and the trainer; loop over optimizer steps, logging one JSON
  * object per step on stdout, evaluating and checkpointing as asked; write
  * the adapter. See lora-train(1). */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
