@@ -294,13 +294,14 @@ static void need_state(int rows, int T, int Tmax, int all_logits)
 	lp_llama_state_init(&state, &model, state_rows, state_T, state_Tmax, all_logits);
 }
 
-/* The context: max_position_embeddings. A prompt is checked against it
- * before any work, with one message wherever it comes from. */
+/* The context: max_position_embeddings, except with dynamic rope scaling,
+ * which is made to run past it (0: no limit). A prompt is checked against
+ * it before any work, with one message wherever it comes from. */
 static size_t max_piece_bytes;
 
 static int context_len(void)
 {
-	return (int)model.cfg.max_pos;
+	return model.cfg.rope.type == LP_ROPE_DYNAMIC ? 0 : (int)model.cfg.max_pos;
 }
 
 /* Does a sequence of n tokens, plus room for `room` more, fit the context?
