@@ -291,7 +291,7 @@ test_expect_success 'setup: lora-train.1 names' '
 	page lora-train &&
 	model llama && inputs alpaca.json &&
 	mkdir merged && cp ../tok820.model merged/tokenizer.model &&
-	tok -q -m merged/tokenizer.model --mode pt -b 64 --zstd ../fix/texts.jsonl \
+	tok -q -m merged/tokenizer.model --mode pt --block-size 64 --zstd ../fix/texts.jsonl \
 		>blocks.frames.zst
 '
 test_expect_success ZSTD 'setup: mkinstr.1 names' '

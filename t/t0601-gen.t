@@ -522,4 +522,30 @@ test_expect_success MODEL '--help prints the usage to stdout' '
 	test_must_be_empty_file err
 '
 
+test_expect_success MODEL 'a prompt is checked against the context before any work, one message' '
+	$TINY model m16 max_pos=16 &&
+	cp tok.model m16/tokenizer.model &&
+	echo "{\"input_ids\":[1,5,9,20,33,1,5,9,20,33,1,5,9,20,33,7]}" >long.jsonl &&
+	test_must_fail gen -q -M m16 --max-new-tokens 2 long.jsonl >out 2>err &&
+	test_grep "^gen: long.jsonl:1: the prompt has 16 tokens; the model.s context (max_position_embeddings) is 16, with no room left to generate" err &&
+	echo "{\"prompt\":\"the cat\",\"output\":\"$(printf "the cat sat %.0s" $(seq 8))\"}" >sc.jsonl &&
+	test_must_fail gen -q -M m16 --score sc.jsonl >out 2>err &&
+	test_grep "^gen: sc.jsonl:1: the prompt and output has [0-9]* tokens; the model.s context (max_position_embeddings) is 16" err &&
+	gen -q -M m16 --skip-bad --max-new-tokens 2 long.jsonl p.jsonl >out 2>err &&
+	test_line_count = 3 out &&
+	test_grep "long.jsonl:1: the prompt has 16 tokens.*(skipped)" err
+'
+
+test_expect_success MODEL 'a prompt of a million characters is refused before it is encoded' '
+	awk "BEGIN { printf \"{\\\"prompt\\\":\\\"\"; for (i = 0; i < 200000; i++) printf \"the c\"; print \"\\\"}\" }" >huge.jsonl &&
+	( ulimit -v 2000000; test_must_fail gen -q -M m16 --max-new-tokens 1 huge.jsonl >out 2>err ) &&
+	test_grep "^gen: huge.jsonl:1: the prompt has 1000000 bytes, more than [0-9]* tokens; the model.s context (max_position_embeddings) is 16" err
+'
+
+test_expect_success MODEL 'gen -i refuses a FILE operand' '
+	test_expect_code 2 gen -M m -i p.jsonl </dev/null >out 2>err &&
+	test_grep "gen: --interactive reads the terminal, not .p.jsonl." err &&
+	test_must_be_empty_file out
+'
+
 test_done

@@ -154,7 +154,7 @@ sp = spm.SentencePieceProcessor(model_file=\"out.model\")
 assert sp.encode(\"北京大学\", out_type=str) == [\"▁\", \"北京大学\"], sp.encode(\"北京大学\", out_type=str)
 assert sp.is_unused(1000) == False and sp.id_to_piece(1000) == \"北京大学\"
 " &&
-	spm-merge -t user_defined bpe1.model uni.model >out2.model &&
+	spm-merge --type user_defined bpe1.model uni.model >out2.model &&
 	$PYTHON table.py out2.model | tail -n +1001 | cut -f2,3 | sort -u >kinds &&
 	printf "0.0\t4\n" >expect && test_cmp expect kinds
 '
@@ -200,7 +200,7 @@ test_expect_success MODELS '-o writes atomically and leaves no temporary' '
 test_expect_success 'no arguments: usage error' '
 	spm-merge >out 2>err; test $? = 2 &&
 	test_grep "no BASE model given" err &&
-	test_grep "Try .spm-merge --help." err
+	test_grep "(see .spm-merge --help.)" err
 '
 
 test_expect_success '--help prints usage on stdout' '

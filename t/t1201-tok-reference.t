@@ -178,8 +178,8 @@ for m in bpe uni; do
 	"
 	test_expect_success MODELS "pt ($m): blocks of 1, 7, 64, 512, with and without --keep-tail" "
 		for b in 1 7 64 512; do
-			check_tok pt\$b-$m $m.model text.jsonl \"--mode pt -b \$b\" \"pt --block-size \$b\" &&
-			check_tok ptk\$b-$m $m.model text.jsonl \"--mode pt -b \$b --keep-tail\" \"pt --block-size \$b --keep-tail\" ||
+			check_tok pt\$b-$m $m.model text.jsonl \"--mode pt --block-size \$b\" \"pt --block-size \$b\" &&
+			check_tok ptk\$b-$m $m.model text.jsonl \"--mode pt --block-size \$b --keep-tail\" \"pt --block-size \$b --keep-tail\" ||
 			return 1
 		done
 	"
@@ -192,11 +192,11 @@ for m in bpe uni; do
 		test_cmp idsbe-$m.want idsbe-$m.got
 	"
 	test_expect_success MODELS "decode ($m): JSONL ids back to text as the library decodes it" "
-		tok -q -m $m.model --mode ids text.jsonl | tok -q -d -m $m.model >dec-$m.jsonl &&
+		tok -q -m $m.model --mode ids text.jsonl | tok -q --decode -m $m.model >dec-$m.jsonl &&
 		$PYTHON decode-check.py $m.model text.jsonl dec-$m.jsonl &&
 		tok -q -m $m.model --mode ids text.jsonl >ids.jsonl &&
 		$PYTHON -c 'import json,sys; [print(json.dumps({\"text\": \"x\", \"input_ids\": json.loads(l)[\"input_ids\"], \"labels\": []})) for l in sys.stdin]' <ids.jsonl >wrapped.jsonl &&
-		tok -q -d -m $m.model wrapped.jsonl >dec2-$m.jsonl &&
+		tok -q --decode -m $m.model wrapped.jsonl >dec2-$m.jsonl &&
 		test_cmp dec-$m.jsonl dec2-$m.jsonl
 	"
 done
@@ -215,12 +215,12 @@ PYEOF
 test_expect_success MODELS 'decode: sft and pt frames back to text, as the library decodes' '
 	tok -q -m bpe.model sft.jsonl >dsft.fr &&
 	tok --dump dsft.fr >dsft.jsonl &&
-	tok -q -d -m bpe.model dsft.fr >dsft.dec &&
+	tok -q --decode -m bpe.model dsft.fr >dsft.dec &&
 	test_line_count = 600 dsft.dec &&
 	$PYTHON decode-frames.py bpe.model dsft.jsonl dsft.dec &&
-	tok -q -m uni.model --mode pt -b 64 --zstd text.jsonl >dpt.fr &&
+	tok -q -m uni.model --mode pt --block-size 64 --zstd text.jsonl >dpt.fr &&
 	tok --dump dpt.fr >dpt.jsonl &&
-	tok -q -d -m uni.model dpt.fr >dpt.dec &&
+	tok -q --decode -m uni.model dpt.fr >dpt.dec &&
 	$PYTHON decode-frames.py uni.model dpt.jsonl dpt.dec
 '
 
@@ -245,7 +245,7 @@ test_expect_success MODELS,ZSTD '--zstd frames and .zst records give the same du
 	$PYTHON ref.py uni.model sft <sft.jsonl >z.want &&
 	test_cmp z.want z.got &&
 	zstd -q text.jsonl -o text.jsonl.zst &&
-	tok -q -m uni.model --mode pt -b 32 --keep-tail text.jsonl.zst | tok --dump >zin.got &&
+	tok -q -m uni.model --mode pt --block-size 32 --keep-tail text.jsonl.zst | tok --dump >zin.got &&
 	$PYTHON ref.py uni.model pt --block-size 32 --keep-tail <text.jsonl >zin.want &&
 	test_cmp zin.want zin.got
 '

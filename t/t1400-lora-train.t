@@ -138,9 +138,12 @@ test_expect_success 'no output directory is a usage error' '
 	test_grep -- "-o DIR" err
 '
 
-test_expect_success 'an empty dataset' '
+test_expect_success 'an empty dataset; no bytes at all' '
+	"$FRAMES" </dev/null >empty.frames &&
+	test_must_fail lora-train -M base -o x <empty.frames 2>err &&
+	test_grep "no examples" err && ! test -d x &&
 	test_must_fail lora-train -M base -o x </dev/null 2>err &&
-	test_grep "no examples" err && ! test -d x
+	test_grep "stream at byte 0: ended without its trailer" err && ! test -d x
 '
 
 test_expect_success 'an id outside the vocabulary, named with its record' '

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "generate/generate.h"
 #include "formats/jsonl.h"
@@ -39,9 +40,10 @@ static const char usage[] =
 	"      --skip-bad           skip bad records, counting them, instead of failing\n"
 	"      --no-generation-config  ignore DIR/generation_config.json\n"
 	"      --device cpu|cuda    compute backend (default cpu)\n"
-	"      --dtype f32|bf16     activation type on cuda (default bf16)\n"
+	"  -d, --dtype f32|bf16     activation type on cuda (default bf16)\n"
 	"  -q, --quiet              no summary on stderr\n"
 	"  -h, --help               this help\n"
+	"  -V, --version            the version\n"
 	"\n"
 	"Generation controls, with Hugging Face's names and defaults:\n"
 	"  --max-new-tokens N --min-new-tokens N --max-length N --min-length N\n"
@@ -93,9 +95,10 @@ static struct option *build_options(void)
 		{"skip-bad", no_argument, 0, OPT_SKIP_BAD},
 		{"no-generation-config", no_argument, 0, OPT_NO_GENCFG},
 		{"device", required_argument, 0, OPT_DEVICE},
-		{"dtype", required_argument, 0, OPT_DTYPE},
+		{"dtype", required_argument, 0, 'd'},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
 	};
 	size_t n_own = sizeof own / sizeof *own, n = 0;
 	while (lp_gen_control_names[n])
@@ -159,7 +162,8 @@ static void parse_args(int argc, char **argv)
 	static struct option *o; /* kept: getopt may point into it */
 	int c;
 	o = build_options();
-	while ((c = getopt_long(argc, argv, "M:A:m:t:iqh", o, NULL)) != -1) {
+	static const char shortopts[] = "M:A:m:t:d:iqhV";
+	while ((c = getopt_long(argc, argv, shortopts, o, NULL)) != -1) {
 		switch (c) {
 		case 'M': opt.model_dir = optarg; break;
 		case 'A':
@@ -184,14 +188,15 @@ static void parse_args(int argc, char **argv)
 			else
 				lp_usage_error("--device: '%s' is not cpu or cuda", optarg);
 			break;
-		case OPT_DTYPE:
+		case 'd':
 			opt.act_dtype = lp_dtype_parse(optarg);
 			if (opt.act_dtype != LP_F32 && opt.act_dtype != LP_BF16)
 				lp_usage_error("--dtype: '%s' is not f32 or bf16", optarg);
 			break;
 		case 'q': opt.quiet = 1; break;
-		case 'h': fputs(usage, stdout); lp_close_stdout(); exit(0);
-		case '?': lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		case '?': lp_bad_option(argc, argv, shortopts);
 		default: /* a control: applied after generation_config.json */
 			ctl = lp_realloc(ctl, (n_ctl + 1) * sizeof *ctl);
 			ctl[n_ctl].name = lp_gen_control_names[c - OPT_CONTROL];
@@ -200,6 +205,9 @@ static void parse_args(int argc, char **argv)
 	}
 	if (opt.interactive && opt.score)
 		lp_usage_error("--interactive and --score do not go together");
+	if (opt.interactive && optind < argc)
+		lp_usage_error("--interactive reads the terminal, not '%s' (without -i, gen "
+				"reads records from files)", argv[optind]);
 }
 
 /* ---- the model and its tokenizer ---- */
@@ -286,6 +294,48 @@ static void need_state(int rows, int T, int Tmax, int all_logits)
 	lp_llama_state_init(&state, &model, state_rows, state_T, state_Tmax, all_logits);
 }
 
+/* The context: max_position_embeddings, except with dynamic rope scaling,
+ * which is made to run past it (0: no limit). A prompt is checked against
+ * it before any work, with one message wherever it comes from. */
+static size_t max_piece_bytes;
+
+static int context_len(void)
+{
+	return model.cfg.rope.type == LP_ROPE_DYNAMIC ? 0 : (int)model.cfg.max_pos;
+}
+
+/* Does a sequence of n tokens, plus room for `room` more, fit the context?
+ * If not, msg (of msglen) says so. */
+static int fits_context(size_t n, int room, char *msg, size_t msglen)
+{
+	if (context_len() <= 0 || n + (size_t)room <= (size_t)context_len())
+		return 1;
+	snprintf(msg, msglen, "the prompt%s has %zu tokens; the model's context "
+			"(max_position_embeddings) is %d%s", room ? "" : " and output", n,
+			context_len(), room ? ", with no room left to generate" : "");
+	return 0;
+}
+
+/* Is text too long to fit for sure, without encoding it? No piece covers
+ * more text bytes than its own (twice that, for normalisation). */
+static int surely_too_long(size_t bytes, char *msg, size_t msglen)
+{
+	if (!max_piece_bytes) {
+		for (int i = 0; i < lp_spm_size(tok); i++) {
+			size_t k = strlen(lp_spm_id_to_piece(tok, i));
+			if (k > max_piece_bytes)
+				max_piece_bytes = k;
+		}
+		max_piece_bytes = max_piece_bytes * 2 + 1;
+	}
+	if (context_len() <= 0 || bytes / max_piece_bytes <= (size_t)context_len())
+		return 0;
+	snprintf(msg, msglen, "the prompt has %zu bytes, more than %zu tokens; the model's "
+			"context (max_position_embeddings) is %d", bytes, bytes / max_piece_bytes,
+			context_len());
+	return 1;
+}
+
 /* BOS + the encoding of text, appended to *ids. */
 static void encode(const char *text, int bos, int32_t **ids, size_t *n, size_t *cap)
 {
@@ -364,6 +414,12 @@ static int record_ids(lp_jsonl *j, jv rec, int32_t **ids, size_t *n, size_t *cap
 	char *text = prompt_text(j, rec);
 	if (!text)
 		return -1;
+	char msg[256];
+	if (surely_too_long(strlen(text), msg, sizeof msg)) {
+		free(text);
+		lp_jsonl_bad(j, "%s", msg);
+		return -1;
+	}
 	encode(text, 1, ids, n, cap);
 	free(text);
 	return 0;
@@ -396,7 +452,13 @@ static void generate_record(lp_jsonl *j, jv rec)
 {
 	int32_t *ids = NULL;
 	size_t n = 0, cap = 0;
+	char msg[256];
 	if (record_ids(j, rec, &ids, &n, &cap) != 0) {
+		free(ids);
+		return;
+	}
+	if (!fits_context(n, 1, msg, sizeof msg)) {
+		lp_jsonl_bad(j, "%s", msg);
 		free(ids);
 		return;
 	}
@@ -445,10 +507,21 @@ static void score_record(lp_jsonl *j, jv rec)
 		return;
 	}
 	size_t from = n;
+	char msg[256];
+	if (surely_too_long(strlen(target), msg, sizeof msg)) {
+		lp_jsonl_bad(j, "%s", msg);
+		free(ids);
+		return;
+	}
 	encode(target, 0, &ids, &n, &cap);
 	if (lp_spm_eos_id(tok) >= 0) {
 		lp_grow((void **)&ids, &cap, n + 1, sizeof *ids);
 		ids[n++] = lp_spm_eos_id(tok);
+	}
+	if (!fits_context(n, 0, msg, sizeof msg)) {
+		lp_jsonl_bad(j, "%s", msg);
+		free(ids);
+		return;
 	}
 	need_state(1, (int)n, (int)n, 1);
 	double lp = lp_score(&model, &state, ids, (int)n, (int)from);
@@ -512,8 +585,18 @@ static void chat(void)
 		if (nh)
 			memcpy(ids, history, nh * sizeof *ids);
 		char *text = nh ? lp_template_render_turn(tmpl, line) : lp_template_render(tmpl, line);
+		char msg[256];
+		if (surely_too_long(strlen(text) + nh, msg, sizeof msg)) {
+			free(text);
+			lp_warn(NULL, "%s", msg);
+			continue;
+		}
 		encode(text, 1, &ids, &n, &idcap);
 		free(text);
+		if (!fits_context(n, 1, msg, sizeof msg)) {
+			lp_warn(NULL, "%s%s", msg, nh ? " (/reset forgets the conversation)" : "");
+			continue;
+		}
 		int rows, max_len;
 		lp_generate_needs(&cfg, (int)n, (int)model.cfg.max_pos, &rows, &max_len);
 		need_state(rows, (int)n, max_len > (int)n ? max_len : (int)n + 1, 0);
@@ -558,6 +641,7 @@ int main(int argc, char **argv)
 	if (opt.interactive) {
 		chat();
 	} else {
+		lp_stdout_jsonl();
 		int nfiles = argc - optind;
 		for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
 			lp_reader *r = lp_reader_open(nfiles ? argv[optind + f] : NULL);

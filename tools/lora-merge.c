@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "base/dtype.h"
 #include "merge/merge.h"
@@ -27,14 +28,15 @@ static const char usage[] =
 	"  -M, --model DIR       base model (default: $LLAMAPIPE_MODEL)\n"
 	"  -A, --adapter DIR     PEFT LoRA adapter; repeat to merge several in order\n"
 	"  -o, --output PATH     output directory (hf, pth) or file (gguf)\n"
-	"  -t, --to FORMAT       hf (default), pth (Meta), gguf (llama.cpp)\n"
+	"      --to FORMAT       hf (default), pth (Meta), gguf (llama.cpp)\n"
 	"  -d, --dtype TYPE      f16, bf16, f32, q8_0 (gguf only); default: the base's\n"
-	"      --tokenizer FILE  tokenizer.model for the output (default: BASE's)\n"
+	"  -m, --tokenizer FILE  tokenizer.model for the output (default: BASE's)\n"
 	"      --shard-size SIZE hf: largest safetensors shard (default 5GB)\n"
 	"      --shards N        pth: consolidated.NN.pth files (default: by model size)\n"
 	"  -f, --force           replace OUT if it exists\n"
 	"  -q, --quiet           no progress on stderr\n"
-	"  -h, --help            this help\n";
+	"  -h, --help            this help\n"
+	"  -V, --version         the version\n";
 
 typedef struct {
 	const char *model, *output, *tokenizer;
@@ -68,22 +70,24 @@ static void parse_args(int argc, char **argv, options *op)
 {
 	static const struct option longs[] = {
 		{"model", required_argument, 0, 'M'}, {"adapter", required_argument, 0, 'A'},
-		{"output", required_argument, 0, 'o'}, {"to", required_argument, 0, 't'},
-		{"dtype", required_argument, 0, 'd'}, {"tokenizer", required_argument, 0, 'T'},
+		{"output", required_argument, 0, 'o'}, {"to", required_argument, 0, 'T'},
+		{"dtype", required_argument, 0, 'd'}, {"tokenizer", required_argument, 0, 'm'},
 		{"shard-size", required_argument, 0, 'S'}, {"shards", required_argument, 0, 'N'},
 		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
-		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+		{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
 	};
+	static const char shortopts[] = "M:A:m:o:t:d:fqhV";
 	op->adapters = lp_calloc(argc, sizeof *op->adapters);
 	int c;
-	while ((c = getopt_long(argc, argv, "M:A:o:t:d:fqh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longs, NULL)) != -1) {
 		switch (c) {
 		case 'M': op->model = optarg; break;
 		case 'A': op->adapters[op->nadapters++] = optarg; break;
 		case 'o': op->output = optarg; break;
-		case 't': op->o.format = parse_format(optarg); break;
+		case 't': lp_deprecated("-t", "--to", "-t will mean --template"); /* fall through */
+		case 'T': op->o.format = parse_format(optarg); break;
 		case 'd': op->o.dtype = parse_dtype(optarg); break;
-		case 'T': op->tokenizer = optarg; break;
+		case 'm': op->tokenizer = optarg; break;
 		case 'S':
 			if (!(op->o.shard_size = lp_parse_size(optarg)))
 				lp_usage_error("--shard-size: '%s' is not a size such as 5GB", optarg);
@@ -91,8 +95,9 @@ static void parse_args(int argc, char **argv, options *op)
 		case 'N': op->o.shards = (int)lp_parse_int("--shards", optarg, 1, 1024); break;
 		case 'f': op->o.force = 1; break;
 		case 'q': op->o.quiet = 1; break;
-		case 'h': fputs(usage, stdout); lp_close_stdout(); exit(0);
-		default: lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (optind < argc)

@@ -8,6 +8,7 @@
  * the model and the trainer; loop over optimizer steps, logging one JSON
  * object per step on stdout, evaluating and checkpointing as asked; write
  * the adapter. See lora-train(1). */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include "model/adapter_files.h"
+#include "base/atomic_dir.h"
+#include "base/cli.h"
 #include "base/common.h"
 #include "kernels.h"
 #include "train/llama_train.h"
@@ -44,7 +47,7 @@ static const char usage[] =
 "      --dropout P           LoRA dropout (0.05)\n"
 "      --targets LIST        modules (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)\n"
 "      --modules-to-save LIST  embed_tokens,lm_head trained whole\n"
-"      --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
+"  -m, --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
 "      --init DIR            start from this adapter\n"
 "      --full                train every weight (writes a model)\n"
 "      --from-scratch CONFIG a new model from config.json (implies --full)\n"
@@ -65,16 +68,19 @@ static const char usage[] =
 "      --log FILE            metrics to FILE, not stdout\n"
 "      --skip-nonfinite      skip a step whose loss or gradient is NaN/inf\n"
 "      --device D            cpu or cuda (cpu)\n"
+"  -f, --force               write into a non-empty OUT\n"
 "      --comm-timeout S      data parallel: give up on a silent rank after S s (300)\n"
-"      --force               write into a non-empty OUT\n"
-"      --dump-grads FILE     first step's gradients as safetensors (tests)\n"
-"  -h, --help                this text\n";
+"      --dump-grads DIR      first step's gradients as safetensors (tests)\n"
+"      --strict              refuse examples with no label left, not skip them\n"
+"  -q, --quiet               no summary or progress line on stderr\n"
+"  -h, --help                this text\n"
+"  -V, --version             the version\n";
 
 enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP, O_COMMTIMEOUT,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_DUMP, O_COMMTIMEOUT, O_STRICT,
 };
 
 static struct {
@@ -84,7 +90,7 @@ static struct {
 	double alpha, dropout;
 	int dropout_set, targets_set, save_set;
 	unsigned targets;
-	int save_embed, save_head, full, ckpt, skip_nonfinite, force;
+	int save_embed, save_head, full, ckpt, skip_nonfinite, force, strict;
 	int64_t save_steps, save_limit, eval_steps, log_steps;
 	double comm_timeout;
 	lp_train_opts o;
@@ -103,11 +109,17 @@ static volatile sig_atomic_t stop_signal;
 
 static void on_stop(int sig)
 {
-	if (stop_signal) { /* a second one: go now */
+	if (stop_signal && sig != SIGPIPE) { /* a second one: go now */
 		signal(sig, SIG_DFL);
 		raise(sig);
 	}
 	stop_signal = sig;
+}
+
+static const char *signal_name(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP"
+		: sig == SIGPIPE ? "SIGPIPE (the metrics reader went away)" : "a signal";
 }
 
 static unsigned parse_targets(const char *s)
@@ -154,7 +166,7 @@ static void parse_options(int argc, char **argv)
 		{"dropout", required_argument, 0, O_DROPOUT},
 		{"targets", required_argument, 0, O_TARGETS},
 		{"modules-to-save", required_argument, 0, O_SAVE},
-		{"tokenizer", required_argument, 0, O_TOKENIZER},
+		{"tokenizer", required_argument, 0, 'm'},
 		{"init", required_argument, 0, O_INIT}, {"full", no_argument, 0, O_FULL},
 		{"from-scratch", required_argument, 0, O_SCRATCH},
 		{"batch-size", required_argument, 0, 'b'},
@@ -177,13 +189,16 @@ static void parse_options(int argc, char **argv)
 		{"logging-steps", required_argument, 0, O_LOGSTEPS},
 		{"log", required_argument, 0, O_LOG},
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
-		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
+		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, 'f'},
+		{"quiet", no_argument, 0, 'q'}, {"version", no_argument, 0, 'V'},
 		{"dump-grads", required_argument, 0, O_DUMP},
 		{"comm-timeout", required_argument, 0, O_COMMTIMEOUT},
+		{"strict", no_argument, 0, O_STRICT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
+	static const char shortopts[] = "M:m:o:r:b:fqhV";
 	int c;
-	while ((c = getopt_long(argc, argv, "M:o:r:b:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'M': opt.model = optarg; break;
 		case 'o': opt.out = optarg; break;
@@ -200,7 +215,7 @@ static void parse_options(int argc, char **argv)
 			parse_save(optarg, &opt.save_embed, &opt.save_head, "--modules-to-save");
 			opt.save_set = 1;
 			break;
-		case O_TOKENIZER: opt.tokenizer = optarg; break;
+		case 'm': opt.tokenizer = optarg; break;
 		case O_INIT: opt.init = optarg; break;
 		case O_FULL: opt.full = 1; break;
 		case O_SCRATCH: opt.scratch = optarg; opt.full = 1; break;
@@ -210,7 +225,11 @@ static void parse_options(int argc, char **argv)
 		case O_WD: opt.o.weight_decay = lp_parse_double("--weight-decay", optarg, 0, 10); break;
 		case O_B1: opt.o.beta1 = lp_parse_double("--adam-beta1", optarg, 0, 0.999999999); break;
 		case O_B2: opt.o.beta2 = lp_parse_double("--adam-beta2", optarg, 0, 0.999999999); break;
-		case O_EPS: opt.o.eps = lp_parse_double("--adam-eps", optarg, 0, 1); break;
+		case O_EPS:
+			opt.o.eps = lp_parse_double("--adam-eps", optarg, 0, 1);
+			if (!(opt.o.eps > 0)) /* 0 divides by zero where a moment is 0 */
+				lp_usage_error("--adam-eps: must be greater than 0");
+			break;
 		case O_SCHED:
 			if (!strcmp(optarg, "cosine"))
 				opt.o.schedule = LP_SCHED_COSINE;
@@ -237,18 +256,20 @@ static void parse_options(int argc, char **argv)
 		case O_LOG: opt.log = optarg; break;
 		case O_SKIP: opt.skip_nonfinite = 1; break;
 		case O_DEVICE: opt.device = optarg; break;
-		case O_FORCE: opt.force = 1; break;
+		case 'f': opt.force = 1; break;
+		case 'q': lp_quiet = 1; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
 		case O_COMMTIMEOUT:
 			opt.comm_timeout = lp_parse_double("--comm-timeout", optarg, 0.1, 1e7);
 			break;
+		case O_STRICT: opt.strict = 1; break;
 		case 'h':
 			fputs(usage, stdout);
 			printf("Ranks: %s.\n", lp_comm_built());
 			lp_close_stdout();
 			exit(0);
-		default:
-			lp_usage_error("unknown option");
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (optind < argc)
@@ -266,6 +287,9 @@ static void parse_options(int argc, char **argv)
 				"are for LoRA");
 	if (opt.init && opt.resume)
 		lp_usage_error("--init and --resume: a resumed run starts from its checkpoint");
+	if ((!opt.data || !strcmp(opt.data, "-")) && isatty(STDIN_FILENO))
+		lp_usage_error("reads token frames from stdin, which is a terminal: pipe tok's "
+				"output in (tok ... | lora-train) or give --data FILE");
 }
 
 /* ---- opening ---- */
@@ -363,8 +387,11 @@ static void read_data(lp_dataset *d, const char *path, int64_t V)
 {
 	char err[512];
 	lp_reader *r = lp_reader_open(path);
-	if (lp_dataset_read(d, r, V, err, sizeof err) != 0)
+	if (lp_dataset_read(d, r, V, opt.strict, err, sizeof err) != 0)
 		lp_die(lp_reader_name(r), "%s", err);
+	if (d->nolabel)
+		lp_warn(lp_reader_name(r), "skipped %llu examples with no label left (--strict "
+				"refuses them)", (unsigned long long)d->nolabel);
 	lp_reader_close(r);
 }
 
@@ -388,6 +415,46 @@ static void check_output_dir(void)
 	char *ck = lp_train_find_checkpoint(opt.out);
 	if (ck)
 		lp_die(opt.out, "holds %s (use --resume to continue it, or --force)", ck);
+}
+
+/* Make OUT (its parent must exist) and write a file in it, so that an
+ * output that cannot be written fails now, not after the last step. */
+static void probe_output_dir(void)
+{
+	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
+		lp_die(opt.out, "cannot make directory: %s", strerror(errno));
+	size_t n = strlen(opt.out) + 32;
+	char *p = lp_malloc(n);
+	snprintf(p, n, "%s/.probe.XXXXXX", opt.out);
+	int fd = mkstemp(p);
+	if (fd < 0 || write(fd, "probe\n", 6) != 6 || fsync(fd) != 0)
+		lp_die(opt.out, "cannot write here: %s", strerror(errno));
+	close(fd);
+	unlink(p);
+	free(p);
+}
+
+/* Remove what a run killed while writing a checkpoint left behind. */
+static void remove_stale_checkpoints(void)
+{
+	DIR *d = opendir(opt.out);
+	struct dirent *e;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (strncmp(e->d_name, ".checkpoint-", 12) || len < 16
+				|| strcmp(e->d_name + len - 4, ".tmp"))
+			continue;
+		size_t n = strlen(opt.out) + len + 2;
+		char *p = lp_malloc(n);
+		snprintf(p, n, "%s/%s", opt.out, e->d_name);
+		lp_remove_tree(p);
+		lp_warn(opt.out, "removed %s, left by a run that stopped while writing it",
+				e->d_name);
+		free(p);
+	}
+	closedir(d);
 }
 
 static void open_inputs(void)
@@ -458,29 +525,47 @@ static void open_inputs(void)
 	s->config_json = run.config_json;
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
 	opt.o.pad_id = cfg->pad_id >= 0 && cfg->pad_id < V ? (int)cfg->pad_id : 0;
+	if (lp_comm_rank() == 0) {
+		probe_output_dir();
+		remove_stale_checkpoints();
+	}
 	run.log = lp_comm_rank() != 0 ? NULL : opt.log ? lp_fopen(opt.log, "w") : stdout;
+	if (!opt.log && lp_comm_rank() == 0)
+		lp_stdout_jsonl();
 	run.logname = opt.log ? opt.log : "stdout";
 }
 
 /* ---- the loop ---- */
 
+/* ,"key":v with v as %.9g, or null when not finite (JSON has no NaN). */
+static void json_num(const char *key, double v)
+{
+	if (isfinite(v))
+		fprintf(run.log, ",\"%s\":%.9g", key, v);
+	else
+		fprintf(run.log, ",\"%s\":null", key);
+}
+
 static void log_step(const lp_step_info *s, int64_t step, double secs, int evaluated,
 		double eval_loss)
 {
-	fprintf(run.log, "{\"step\":%lld,\"epoch\":%.10g,\"loss\":%.9g,\"lr\":%.10g,"
-			"\"grad_norm\":%.9g,\"tokens_per_s\":%.1f",
-			(long long)step, s->epoch, s->loss, s->lr, s->grad_norm,
-			secs > 0 ? (double)s->tokens / secs : 0.0);
+	if (run.log_failed)
+		return;
+	lp_progress_clear(); /* a terminal's metrics never share its line */
+	fprintf(run.log, "{\"step\":%lld,\"epoch\":%.10g", (long long)step, s->epoch);
+	json_num("loss", s->loss);
+	fprintf(run.log, ",\"lr\":%.10g", s->lr);
+	json_num("grad_norm", s->grad_norm);
+	fprintf(run.log, ",\"tokens_per_s\":%.1f", secs > 0 ? (double)s->tokens / secs : 0.0);
 	if (evaluated)
-		fprintf(run.log, ",\"eval_loss\":%.9g", eval_loss);
+		json_num("eval_loss", eval_loss);
 	fputs("}\n", run.log);
 	/* A reader of the metrics that went away (a closed pipe, a launcher
 	 * that was signalled and closed the rank's stdout) stops training
 	 * with a checkpoint, as a signal does, rather than losing the steps
 	 * since the last one. */
 	if (fflush(run.log) != 0 || ferror(run.log)) {
-		if (!run.log_failed)
-			lp_warn(run.logname, "write error: %s; stopping", strerror(errno ? errno : EIO));
+		lp_warn(run.logname, "write error: %s; stopping", strerror(errno ? errno : EIO));
 		run.log_failed = 1;
 		clearerr(run.log);
 	}
@@ -493,7 +578,7 @@ static char *checkpoint_dir(int64_t step)
 	return p;
 }
 
-/* SIGINT/SIGTERM wait while files are written: a checkpoint is never cut
+/* SIGINT/SIGTERM/SIGHUP/SIGPIPE wait while files are written: a checkpoint is never cut
  * short by the signal that asks for it. */
 static void hold_signals(int hold)
 {
@@ -501,11 +586,30 @@ static void hold_signals(int hold)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
 	sigprocmask(hold ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* Weights with a NaN or an infinity are never written (under
+ * --skip-nonfinite a step can still leave one behind). */
+static void check_finite(const lp_train_model *m, const char *where)
+{
+	float *h = lp_malloc((m->ntrain ? m->ntrain : 1) * sizeof *h);
+	lp_download(h, m->master, m->ntrain * sizeof *h);
+	for (int i = 0; i < m->nparams; i++) {
+		const lp_tparam *p = &m->params[i];
+		for (size_t j = 0; j < p->n; j++)
+			if (!isfinite(h[p->off + j]))
+				lp_die(where, "%s[%zu] = %g: the weights are not finite; not written",
+						p->name, j, h[p->off + j]);
+	}
+	free(h);
 }
 
 static char *save_checkpoint(lp_trainer *t)
 {
+	check_finite(t->m, "checkpoint");
 	hold_signals(1);
 	if (mkdir(opt.out, 0777) != 0 && errno != EEXIST)
 		lp_die(opt.out, "cannot make directory: %s", strerror(errno));
@@ -768,6 +872,10 @@ int main(int argc, char **argv)
 	lp_trainer_init(&t, &m, &run.data, &opt.o, run.has_eval ? run.eval.max_len : 0, opt.ckpt);
 	if (run.ckpt) {
 		dp_read_checkpoint(&t);
+		if (t.pos.step >= t.total_steps)
+			lp_die(run.ckpt, "is at step %lld, and this run ends at step %lld: nothing left "
+					"to train (raise --max-steps or --epochs)", (long long)t.pos.step,
+					(long long)t.total_steps);
 		if (rank0)
 			lp_info("resuming from %s at step %lld of %lld", run.ckpt, (long long)t.pos.step,
 				(long long)t.total_steps);
@@ -786,9 +894,12 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);   /* the terminal went away */
+	sigaction(SIGPIPE, &sa, NULL);  /* whoever read the metrics went away */
 
 	char *last_ckpt = run.ckpt ? lp_strdup(run.ckpt) : NULL;
-	int tty = rank0 && isatty(2);
+	double started = now();
+	int64_t first = t.pos.step;
 	while (!lp_trainer_done(&t)) {
 		lp_step_info s;
 		double t0 = now();
@@ -811,32 +922,33 @@ int main(int argc, char **argv)
 		double eval_loss = do_eval ? lp_trainer_eval(&t, &run.eval) : 0;
 		if (rank0 && (step % opt.log_steps == 0 || do_eval || lp_trainer_done(&t)))
 			log_step(&s, step, secs, do_eval, eval_loss);
-		if (tty)
-			fprintf(stderr, "\r%s: step %lld/%lld loss %.4f lr %.3g %.0f tok/s ", lp_prog,
-					(long long)step, (long long)t.total_steps, s.loss, s.lr,
-					secs > 0 ? s.tokens / secs : 0.0);
+		double el = now() - started;
+		double eta = el / (double)(step - first) * (double)(t.total_steps - step);
+		if (rank0)
+			lp_progress("step %lld/%lld  loss %.4f  %.0f tok/s  %02d:%02d elapsed  ETA %02d:%02d",
+					(long long)step, (long long)t.total_steps, s.loss,
+					secs > 0 ? s.tokens / secs : 0.0, (int)el / 60, (int)el % 60,
+					(int)eta / 60, (int)eta % 60);
 		if (opt.save_steps && step % opt.save_steps == 0 && !lp_trainer_done(&t)) {
 			free(last_ckpt);
 			last_ckpt = dp_save_checkpoint(&t);
 		}
 		if (s.stop) {
-			if (tty)
-				fputc('\n', stderr);
+			lp_progress_clear();
 			free(last_ckpt);
 			last_ckpt = dp_save_checkpoint(&t);
 			if (rank0)
 				lp_warn("training", "stopped by %s at step %lld; checkpoint written to %s",
-						stop_signal == SIGINT ? "SIGINT" : stop_signal == SIGTERM ?
-						"SIGTERM" : run.log_failed ? "a write error on the metrics" :
-						"a signal to another rank", (long long)step,
-						last_ckpt);
+						stop_signal ? signal_name(stop_signal) : run.log_failed ?
+						"a write error on the metrics" : "a signal to another rank",
+						(long long)step, last_ckpt);
 			lp_comm_barrier();
 			lp_comm_finalize();
 			exit(LP_EXIT_FAIL);
 		}
 	}
-	if (tty)
-		fputc('\n', stderr);
+	lp_progress_clear();
+	check_finite(&m, opt.out);
 	if (rank0) {
 		hold_signals(1);
 		lp_train_write_weights(opt.out, &m, &run.spec);

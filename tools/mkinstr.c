@@ -13,6 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "text/instr.h"
 #include "formats/jsonl.h"
@@ -21,14 +22,14 @@
 static const char usage[] =
 	"usage: mkinstr [options] [FILE...]\n"
 	"Raw data to instruction records (JSONL) on stdout.\n"
-	"  -f, --from FORMAT     msra, bio, alpaca, text or json (default: guess)\n"
-	"  -l, --label TYPE=NAME  entity type to name in NER answers (PER=人名 ...)\n"
+	"      --from FORMAT     msra, bio, alpaca, text or json (default: guess)\n"
+	"      --label TYPE=NAME entity type to name in NER answers (PER=人名 ...)\n"
 	"      --instruction TEXT, --input-prefix TEXT, --none TEXT\n"
 	"                        NER prompt parts (see mkinstr(1))\n"
 	"  -p, --paragraphs      text: blank-line separated documents\n"
-	"  -j, --jq PROGRAM      map each JSON input value with a jq program\n"
+	"      --jq PROGRAM      map each JSON input value with a jq program\n"
 	"      --jq-file FILE    the same, program read from FILE\n"
-	"  -d, --dedup           drop records whose normalized text was seen\n"
+	"      --dedup           drop records whose normalized text was seen\n"
 	"  -s, --shuffle         shuffle all records (--seed N, default 0)\n"
 	"      --seed N          seed for --shuffle and --dev-count\n"
 	"      --dev FILE        write a dev split to FILE: with\n"
@@ -37,7 +38,8 @@ static const char usage[] =
 	"  -o, --output FILE     write to FILE (atomically), not stdout\n"
 	"      --skip-bad        skip bad records (counted) instead of failing\n"
 	"  -q, --quiet           no format guess or summary on stderr\n"
-	"  -h, --help            this text\n";
+	"  -h, --help            this text\n"
+	"  -V, --version         the version\n";
 
 static struct {
 	int from, paragraphs, dedup, shuffle, skip_bad, quiet;
@@ -64,25 +66,31 @@ static struct {
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_INSTR = 256, O_PREFIX, O_NONE, O_JQFILE, O_SEED, O_DEV, O_RATIO, O_COUNT, O_SKIP };
+	enum { O_INSTR = 256, O_PREFIX, O_NONE, O_JQFILE, O_SEED, O_DEV, O_RATIO, O_COUNT, O_SKIP,
+		O_FROM, O_LABEL, O_JQ, O_DEDUP };
 	static const struct option lo[] = {
-		{"from", 1, 0, 'f'}, {"label", 1, 0, 'l'}, {"instruction", 1, 0, O_INSTR},
+		{"from", 1, 0, O_FROM}, {"label", 1, 0, O_LABEL}, {"instruction", 1, 0, O_INSTR},
 		{"input-prefix", 1, 0, O_PREFIX}, {"none", 1, 0, O_NONE},
-		{"paragraphs", 0, 0, 'p'}, {"jq", 1, 0, 'j'}, {"jq-file", 1, 0, O_JQFILE},
-		{"dedup", 0, 0, 'd'}, {"shuffle", 0, 0, 's'}, {"seed", 1, 0, O_SEED},
+		{"paragraphs", 0, 0, 'p'}, {"jq", 1, 0, O_JQ}, {"jq-file", 1, 0, O_JQFILE},
+		{"dedup", 0, 0, O_DEDUP}, {"shuffle", 0, 0, 's'}, {"seed", 1, 0, O_SEED},
 		{"dev", 1, 0, O_DEV}, {"dev-ratio", 1, 0, O_RATIO}, {"dev-count", 1, 0, O_COUNT},
 		{"output", 1, 0, 'o'}, {"skip-bad", 0, 0, O_SKIP}, {"quiet", 0, 0, 'q'},
-		{"help", 0, 0, 'h'}, {0, 0, 0, 0},
+		{"help", 0, 0, 'h'}, {"version", 0, 0, 'V'}, {0, 0, 0, 0},
 	};
+	static const char shortopts[] = "f:l:pj:dso:qhV";
 	int c;
 	lp_ner_opts_init(&opt.ner);
-	while ((c = getopt_long(argc, argv, "f:l:pj:dso:qh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
 		switch (c) {
-		case 'f':
+		/* -f, -l, -j and -d mean --force, --max-len, --threads and --dtype
+		 * in the other tools; here they keep their old meaning one release */
+		case 'f': lp_deprecated("-f", "--from", "-f will mean --force"); /* fall through */
+		case O_FROM:
 			if ((opt.from = lp_from_name(optarg)) < 0)
 				lp_usage_error("--from: unknown format '%s' (msra, bio, alpaca, text, json)", optarg);
 			break;
-		case 'l':
+		case 'l': lp_deprecated("-l", "--label", "-l will mean --max-len"); /* fall through */
+		case O_LABEL:
 			if (lp_ner_set_label(&opt.ner, optarg) < 0)
 				lp_usage_error("--label: want TYPE=NAME, not '%s'", optarg);
 			break;
@@ -90,9 +98,11 @@ static void parse_args(int argc, char **argv)
 		case O_PREFIX: opt.ner.input_prefix = optarg; break;
 		case O_NONE: opt.ner.none = optarg; break;
 		case 'p': opt.paragraphs = 1; break;
-		case 'j': opt.jq_text = optarg; break;
+		case 'j': lp_deprecated("-j", "--jq", "-j will mean --threads"); /* fall through */
+		case O_JQ: opt.jq_text = optarg; break;
 		case O_JQFILE: opt.jq_file = optarg; break;
-		case 'd': opt.dedup = 1; break;
+		case 'd': lp_deprecated("-d", "--dedup", "-d will mean --dtype"); /* fall through */
+		case O_DEDUP: opt.dedup = 1; break;
 		case 's': opt.shuffle = 1; break;
 		case O_SEED: opt.seed = lp_parse_int("--seed", optarg, 0, INT64_MAX); break;
 		case O_DEV: opt.dev_path = optarg; break;
@@ -101,8 +111,9 @@ static void parse_args(int argc, char **argv)
 		case 'o': opt.out_path = optarg; break;
 		case O_SKIP: opt.skip_bad = 1; break;
 		case 'q': opt.quiet = 1; break;
-		case 'h': fputs(usage, stdout); lp_close_stdout(); exit(0);
-		default: lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (opt.jq_text && opt.jq_file)
@@ -387,8 +398,10 @@ static lp_jqprog *compile_jq(void)
 
 static FILE *open_output(const char *path, lp_atomic **a)
 {
-	if (!path || !strcmp(path, "-"))
+	if (!path || !strcmp(path, "-")) {
+		lp_stdout_jsonl();
 		return stdout;
+	}
 	*a = lp_atomic_create(path);
 	return lp_atomic_file(*a);
 }

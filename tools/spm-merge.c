@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "formats/spm_model.h"
 
@@ -20,13 +21,14 @@ static const char usage[] =
 	"Append every piece of each EXTRA that BASE lacks (score 0).\n"
 	"  -o, --output FILE        write the model to FILE (atomically), not stdout\n"
 	"  -p, --pieces FILE        also add the pieces listed in FILE, one per line\n"
-	"  -t, --type TYPE          type of added pieces: normal (default), user_defined\n"
+	"      --type TYPE          type of added pieces: normal (default), user_defined\n"
 	"  -f, --force              merge model types the rule refuses (unigram + bpe)\n"
 	"      --hf-dir DIR         also write DIR/tokenizer.model and the JSON files\n"
 	"                           transformers' LlamaTokenizer reads\n"
 	"      --model-max-length N model_max_length in tokenizer_config.json (2048)\n"
 	"  -q, --quiet              no summary on stderr\n"
-	"  -h, --help               show this help\n";
+	"  -h, --help               show this help\n"
+	"  -V, --version            the version\n";
 
 struct opts {
 	const char *output, *hf_dir;
@@ -47,40 +49,40 @@ static int parse_type(const char *s)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { OPT_HF_DIR = 256, OPT_MAX_LEN };
+	enum { OPT_HF_DIR = 256, OPT_MAX_LEN, OPT_TYPE };
 	static const struct option longs[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "pieces", required_argument, NULL, 'p' },
-		{ "type", required_argument, NULL, 't' },
+		{ "type", required_argument, NULL, OPT_TYPE },
 		{ "force", no_argument, NULL, 'f' },
 		{ "hf-dir", required_argument, NULL, OPT_HF_DIR },
 		{ "model-max-length", required_argument, NULL, OPT_MAX_LEN },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const char shortopts[] = "o:p:t:fqhV";
 	*o = (struct opts){ .type = LP_SPM_NORMAL, .max_len = 2048 };
 	int c;
-	while ((c = getopt_long(argc, argv, "o:p:t:fqh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longs, NULL)) != -1) {
 		switch (c) {
 		case 'o': o->output = optarg; break;
 		case 'p':
 			o->pieces = lp_realloc(o->pieces, (o->n_pieces + 1) * sizeof *o->pieces);
 			o->pieces[o->n_pieces++] = optarg;
 			break;
-		case 't': o->type = parse_type(optarg); break;
+		case 't': lp_deprecated("-t", "--type", "-t will mean --template"); /* fall through */
+		case OPT_TYPE: o->type = parse_type(optarg); break;
 		case 'f': o->force = 1; break;
 		case 'q': o->quiet = 1; break;
 		case OPT_HF_DIR: o->hf_dir = optarg; break;
 		case OPT_MAX_LEN:
 			o->max_len = lp_parse_int("--model-max-length", optarg, 1, 1LL << 53);
 			break;
-		case 'h':
-			fputs(usage, stdout);
-			lp_close_stdout();
-			exit(0);
-		default:
-			lp_usage_error("unknown option");
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (optind >= argc)

@@ -15,8 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/cli.h"
 #include "base/common.h"
 #include "formats/framejson.h"
 #include "formats/frames.h"
@@ -58,20 +60,18 @@ static struct {
 	uint64_t records, bad, examples, tokens, truncated, no_target, nenc, nchars, tail;
 } run;
 
-static void usage(FILE *f)
-{
-	fprintf(f,
+static const char usage[] =
 "usage: tok [-m MODEL | -M DIR] [--mode sft|pt|ids] [OPTIONS] [FILE...]\n"
 "       tok --dump [FILE...]\n"
 "       tok --decode [-m MODEL | -M DIR] [FILE...]\n"
 "JSON records to token frames (input_ids + labels), by a sentencepiece model.\n"
-"  -m, --model FILE       tokenizer model (default: DIR/tokenizer.model)\n"
-"  -M, --model-dir DIR    model directory (default: $LLAMAPIPE_MODEL)\n"
+"  -m, --tokenizer FILE   tokenizer model (default: DIR/tokenizer.model)\n"
+"  -M, --model DIR        model directory (default: $LLAMAPIPE_MODEL)\n"
 "      --mode MODE        sft, pt or ids (default: from the first record)\n"
 "  -t, --template T       sft prompt: alpaca, llama2-chat, raw or a FILE\n"
 "      --system TEXT      {system} of the template\n"
 "  -l, --max-len N        sft: cut examples to N tokens (512)\n"
-"  -b, --block-size N     pt: tokens per block (512)\n"
+"      --block-size N     pt: tokens per block (512)\n"
 "      --keep-tail        pt: write the last, short block too\n"
 "      --bos, --eos       ids: add BOS / EOS\n"
 "      --zstd[=LEVEL]     compress frame payloads (level 3)\n"
@@ -79,21 +79,23 @@ static void usage(FILE *f)
 "  -j, --threads N        encoding threads (default: all cores)\n"
 "  -q, --quiet            no report on stderr\n"
 "      --dump             print frames as JSON lines\n"
-"  -d, --decode           ids back to {\"text\"} records\n"
-"  -h, --help             this help\n");
-}
+"      --decode           ids back to {\"text\"} records\n"
+"  -h, --help             this help\n"
+"  -V, --version          the version\n";
 
 static void parse_args(int argc, char **argv)
 {
-	enum { O_MODE = 256, O_SYSTEM, O_KEEP_TAIL, O_BOS, O_EOS, O_ZSTD, O_SKIP_BAD, O_DUMP };
+	enum { O_MODE = 256, O_SYSTEM, O_KEEP_TAIL, O_BOS, O_EOS, O_ZSTD, O_SKIP_BAD, O_DUMP,
+		O_MODEL, O_MODEL_DIR, O_BLOCK, O_DECODE };
 	static const struct option longopts[] = {
-		{"model", required_argument, 0, 'm'},
-		{"model-dir", required_argument, 0, 'M'},
+		{"tokenizer", required_argument, 0, 'm'},
+		{"model", required_argument, 0, O_MODEL},
+		{"model-dir", required_argument, 0, O_MODEL_DIR},
 		{"mode", required_argument, 0, O_MODE},
 		{"template", required_argument, 0, 't'},
 		{"system", required_argument, 0, O_SYSTEM},
 		{"max-len", required_argument, 0, 'l'},
-		{"block-size", required_argument, 0, 'b'},
+		{"block-size", required_argument, 0, O_BLOCK},
 		{"keep-tail", no_argument, 0, O_KEEP_TAIL},
 		{"bos", no_argument, 0, O_BOS},
 		{"eos", no_argument, 0, O_EOS},
@@ -102,15 +104,30 @@ static void parse_args(int argc, char **argv)
 		{"threads", required_argument, 0, 'j'},
 		{"quiet", no_argument, 0, 'q'},
 		{"dump", no_argument, 0, O_DUMP},
-		{"decode", no_argument, 0, 'd'},
+		{"decode", no_argument, 0, O_DECODE},
 		{"help", no_argument, 0, 'h'},
+		{"version", no_argument, 0, 'V'},
 		{0, 0, 0, 0},
 	};
+	static const char shortopts[] = "m:M:t:l:b:j:qdhV";
+	struct stat st;
 	int c;
-	while ((c = getopt_long(argc, argv, "m:M:t:l:b:j:qdh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'm': opt.model_file = optarg; break;
 		case 'M': opt.model_dir = optarg; break;
+		case O_MODEL: /* a directory, as in every tool; once it was the tokenizer */
+			if (stat(optarg, &st) == 0 && !S_ISDIR(st.st_mode)) {
+				lp_deprecated("--model FILE", "--tokenizer FILE (-m)",
+						"--model names a model directory");
+				opt.model_file = optarg;
+			} else
+				opt.model_dir = optarg;
+			break;
+		case O_MODEL_DIR:
+			lp_deprecated("--model-dir", "--model (-M)", NULL);
+			opt.model_dir = optarg;
+			break;
 		case O_MODE:
 			if (!strcmp(optarg, "sft")) opt.mode = MODE_SFT;
 			else if (!strcmp(optarg, "pt")) opt.mode = MODE_PT;
@@ -120,7 +137,8 @@ static void parse_args(int argc, char **argv)
 		case 't': opt.template_name = optarg; break;
 		case O_SYSTEM: opt.system = optarg; break;
 		case 'l': opt.max_len = lp_parse_int("--max-len", optarg, 1, 1 << 30); break;
-		case 'b': opt.block_size = lp_parse_int("--block-size", optarg, 1, 1 << 30); break;
+		case 'b': lp_deprecated("-b", "--block-size", "-b will mean --batch-size"); /* fall through */
+		case O_BLOCK: opt.block_size = lp_parse_int("--block-size", optarg, 1, 1 << 30); break;
 		case O_KEEP_TAIL: opt.keep_tail = 1; break;
 		case O_BOS: opt.bos = 1; break;
 		case O_EOS: opt.eos = 1; break;
@@ -129,9 +147,11 @@ static void parse_args(int argc, char **argv)
 		case 'j': opt.threads = lp_parse_int("--threads", optarg, 1, 4096); break;
 		case 'q': opt.quiet = 1; break;
 		case O_DUMP: opt.dump = 1; break;
-		case 'd': opt.decode = 1; break;
-		case 'h': usage(stdout); lp_close_stdout(); exit(0);
-		default: lp_usage_error("unknown option");
+		case 'd': lp_deprecated("-d", "--decode", "-d will mean --dtype"); /* fall through */
+		case O_DECODE: opt.decode = 1; break;
+		case 'h': lp_help_exit(usage);
+		case 'V': lp_version_exit();
+		default: lp_bad_option(argc, argv, shortopts);
 		}
 	}
 	if (opt.dump && opt.decode)
@@ -210,6 +230,8 @@ static void check_mode(int picked)
 				mode_name[opt.mode]);
 	if (opt.mode != MODE_IDS)
 		run.w = lp_frame_writer_new(stdout, "stdout", opt.zstd_level);
+	else
+		lp_stdout_jsonl();
 }
 
 /* Fill it from rec by the mode's fields; 0 after reporting a bad record. */
@@ -368,6 +390,8 @@ static void finish_tokenize(void)
 		run.tail = run.pt_n;
 		run.pt_n = 0;
 	}
+	if (!run.w && opt.mode != MODE_IDS) /* no records: a stream of none */
+		run.w = lp_frame_writer_new(stdout, "stdout", opt.zstd_level);
 	lp_frame_writer_free(run.w);
 	run.w = NULL;
 }
@@ -381,7 +405,7 @@ static const char *plural(uint64_t n, const char *one, const char *many)
  * --max-len 512; 1.53 characters per token" */
 static void report_tokenize(void)
 {
-	char what[160] = "", bad[64] = "", cpt[64] = "";
+	char what[256] = "", bad[64] = "", cpt[64] = "", nt[96] = "";
 	unsigned long long nrec = run.records, nex = run.examples, nbad = run.bad;
 	if (opt.quiet)
 		return;
@@ -394,11 +418,13 @@ static void report_tokenize(void)
 	if (run.nenc)
 		snprintf(cpt, sizeof cpt, "; %.2f characters per token",
 				(double)run.nchars / (double)run.nenc);
+	if (run.no_target)
+		snprintf(nt, sizeof nt, " (%llu with no target token left, which lora-train skips)",
+				(unsigned long long)run.no_target);
 	if (opt.mode == MODE_SFT)
 		snprintf(what, sizeof what, "%llu %s, %llu tokens; %llu truncated to --max-len %lld%s",
 				nex, plural(nex, "example", "examples"), (unsigned long long)run.tokens,
-				(unsigned long long)run.truncated, opt.max_len,
-				run.no_target ? " (some with no target token left)" : "");
+				(unsigned long long)run.truncated, opt.max_len, nt);
 	else if (opt.mode == MODE_PT)
 		snprintf(what, sizeof what, "%llu %s of %lld, %llu tokens; tail of %llu tokens %s",
 				nex, plural(nex, "block", "blocks"), opt.block_size,
@@ -535,6 +561,7 @@ int main(int argc, char **argv)
 
 	if (opt.dump || opt.decode) {
 		uint64_t n = 0;
+		lp_stdout_jsonl();
 		if (opt.decode)
 			load_model();
 		for (int i = 0; i < (nfiles ? nfiles : 1); i++)

@@ -213,6 +213,13 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
 	return 0;
 }
 
+void lp_remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0)
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void unlink_pending(lp_atomic_dir *d)
 {
 	for (lp_atomic_dir **pp = &pending; *pp; pp = &(*pp)->next)

@@ -40,4 +40,8 @@ void lp_atomic_dir_commit(lp_atomic_dir *d);
  * path exists and !force (lp_atomic_* then replaces it atomically). */
 void lp_refuse_existing(const char *path, int force);
 
+/* Remove path and, if it is a directory, everything under it (links are
+ * removed, not followed); what cannot be removed is warned about. */
+void lp_remove_tree(const char *path);
+
 #endif

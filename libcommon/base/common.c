@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -45,21 +46,148 @@ void lp_init(const char *argv0)
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);
 	signal(SIGPIPE, on_signal);
+	opterr = 0; /* lp_bad_option says it, on one line */
+}
+
+/* Length of the valid UTF-8 sequence at p (of n bytes), 0 if none. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len;
+	unsigned lo = 0x80, hi = 0xbf;
+	if (p[0] < 0x80)
+		return 1;
+	else if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		if (p[0] == 0xe0) lo = 0xa0;
+		if (p[0] == 0xed) hi = 0x9f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		if (p[0] == 0xf0) lo = 0x90;
+		if (p[0] == 0xf4) hi = 0x8f;
+	} else
+		return 0;
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+size_t lp_utf8_check(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		size_t k = utf8_len(p + i, n - i);
+		if (!k)
+			return i;
+		i += k;
+	}
+	return n;
+}
+
+size_t lp_escape(char *dst, size_t cap, const char *src, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)src;
+	size_t o = 0;
+	if (!cap)
+		return 0;
+	for (size_t i = 0; i < n;) {
+		char e[8];
+		size_t k = utf8_len(s + i, n - i), elen;
+		if (k > 1) {
+			if (o + k >= cap)
+				break;
+			memcpy(dst + o, s + i, k);
+			o += k;
+			i += k;
+			continue;
+		}
+		unsigned char c = s[i++];
+		if (k == 1 && c >= 0x20 && c != 0x7f && c != '\\') {
+			e[0] = c;
+			elen = 1;
+		} else if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+			e[0] = '\\';
+			e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : '\\';
+			elen = 2;
+		} else
+			elen = (size_t)snprintf(e, sizeof e, "\\x%02x", c);
+		if (o + elen >= cap)
+			break;
+		memcpy(dst + o, e, elen);
+		o += elen;
+	}
+	dst[o] = 0;
+	return o;
+}
+
+static int stdout_jsonl;
+
+void lp_stdout_jsonl(void)
+{
+	stdout_jsonl = 1;
+}
+
+static char last_msg[4096];
+
+/* ---- the progress line ---- */
+
+static int progress_shown;
+
+void lp_progress_clear(void)
+{
+	if (progress_shown) {
+		(void)!write(2, "\r\033[K", 4);
+		progress_shown = 0;
+	}
+}
+
+void lp_progress(const char *fmt, ...)
+{
+	static int tty = -1;
+	if (tty < 0)
+		tty = isatty(2);
+	if (!tty || lp_quiet)
+		return;
+	char buf[512];
+	int n = snprintf(buf, sizeof buf, "\r%s: ", lp_prog);
+	va_list ap;
+	va_start(ap, fmt);
+	if (n > 0 && n < (int)sizeof buf)
+		n += vsnprintf(buf + n, sizeof buf - n, fmt, ap);
+	va_end(ap);
+	if (n >= (int)sizeof buf - 4)
+		n = sizeof buf - 4;
+	memcpy(buf + n, "\033[K", 3);
+	n += 3;
+	fflush(stdout);
+	(void)!write(2, buf, n);
+	progress_shown = 1;
 }
 
 static void vmsg(const char *where, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 static void vmsg(const char *where, const char *fmt, va_list ap)
 {
-	char buf[4096];
-	int n = snprintf(buf, sizeof buf, "%s: ", lp_prog);
-	if (where && n < (int)sizeof buf)
-		n += snprintf(buf + n, sizeof buf - n, "%s: ", where);
-	if (n < (int)sizeof buf)
-		n += vsnprintf(buf + n, sizeof buf - n, fmt, ap);
-	if (n >= (int)sizeof buf - 1)
-		n = sizeof buf - 2;
+	lp_progress_clear();
+	char raw[4096], *buf = last_msg;
+	int n = 0;
+	if (where)
+		n = snprintf(raw, sizeof raw, "%s: ", where);
+	if (n < (int)sizeof raw)
+		vsnprintf(raw + n, sizeof raw - n, fmt, ap);
+	n = snprintf(buf, sizeof last_msg, "%s: ", lp_prog);
+	n += (int)lp_escape(buf + n, sizeof last_msg - n - 1, raw, strlen(raw));
 	buf[n++] = '\n';
+	buf[n] = 0;
 	fflush(stdout);
 	(void)!write(2, buf, n);
 }
@@ -71,16 +199,24 @@ void lp_die(const char *where, const char *fmt, ...)
 	vmsg(where, fmt, ap);
 	va_end(ap);
 	remove_pending();
+	if (stdout_jsonl && !isatty(STDOUT_FILENO)) {
+		signal(SIGPIPE, SIG_IGN);
+		if (fflush(stdout) == 0) {
+			(void)!write(STDOUT_FILENO, "\n" LP_ABORT_LINE, strlen("\n" LP_ABORT_LINE));
+			(void)!write(STDOUT_FILENO, last_msg, strlen(last_msg));
+		}
+	}
 	exit(LP_EXIT_FAIL);
 }
 
 void lp_usage_error(const char *fmt, ...)
 {
+	char what[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vmsg(NULL, fmt, ap);
+	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "Try '%s --help' for more information.\n", lp_prog);
+	lp_warn(NULL, "%s (see '%s --help')", what, lp_prog);
 	remove_pending();
 	exit(LP_EXIT_USAGE);
 }
@@ -93,8 +229,12 @@ void lp_warn(const char *where, const char *fmt, ...)
 	va_end(ap);
 }
 
+int lp_quiet;
+
 void lp_info(const char *fmt, ...)
 {
+	if (lp_quiet)
+		return;
 	va_list ap;
 	va_start(ap, fmt);
 	vmsg(NULL, fmt, ap);

@@ -27,17 +27,44 @@ extern const char *lp_prog;
  * SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers that remove pending temporaries. */
 void lp_init(const char *argv0);
 
-/* "prog: where: what\n" on stderr, then exit(1). where may be NULL. */
+/* "prog: where: what\n" on stderr, then exit(1). where may be NULL.
+ * Messages are always one line: control characters and bytes that are not
+ * UTF-8 (from a file quoted in the message) are written as escapes, \n,
+ * \t, \x1b, so a message cannot break a line or drive the terminal. */
 _Noreturn void lp_die(const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Same, exit status 2, with a hint to read --help. */
+/* Same, one line with a hint to read --help, exit status 2. */
 _Noreturn void lp_usage_error(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
 /* "prog: where: what\n" on stderr; carries on. */
 void lp_warn(const char *where, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* "prog: what\n" on stderr: progress and summaries for people. */
+/* "prog: what\n" on stderr: progress and summaries for people; nothing
+ * when lp_quiet is set (-q). */
 void lp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern int lp_quiet;
+
+/* The progress line: one line on stderr, only when stderr is a terminal
+ * (and not -q), rewritten in place by each call. Every message above
+ * clears it first, and so must a tool before writing to a stdout that is
+ * the same terminal (lp_progress_clear), so nothing shares its line. */
+void lp_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void lp_progress_clear(void);
+
+/* src[0..n) into dst[cap] (always terminated), with '\\', control
+ * characters, DEL and bytes that are not valid UTF-8 escaped as \\, \n,
+ * \r, \t, \xHH. Returns strlen(dst). */
+size_t lp_escape(char *dst, size_t cap, const char *src, size_t n);
+/* Offset of the first byte of s[0..n) that does not start a valid UTF-8
+ * sequence (overlong forms and surrogates are invalid), n if all are valid. */
+size_t lp_utf8_check(const char *s, size_t n);
+
+/* A tool whose stdout carries JSON lines calls this: lp_die then ends
+ * stdout (when it is not a terminal) with an abort line, LP_ABORT_LINE and
+ * the message, which is not JSON, so every JSONL reader downstream (ours,
+ * jq) fails too instead of taking the records before it for the whole. */
+void lp_stdout_jsonl(void);
+#define LP_ABORT_LINE "!llamapipe-abort: "
 
 void *lp_malloc(size_t n);
 void *lp_calloc(size_t n, size_t size);

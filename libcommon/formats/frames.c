@@ -10,7 +10,16 @@
  *  12  name_len u32                                   zero pad to 8
  *
  * header_xxh3 is the XXH3-64 of the whole header (fixed part with this
- * field zero, shape, name); payload_xxh3 that of the stored payload bytes. */
+ * field zero, shape, name); payload_xxh3 that of the stored payload bytes.
+ *
+ * Trailer, the last 40 bytes of a stream:
+ *
+ *   0  magic "LPFE"       8  records u64         24  records_xxh3 u64
+ *   4  version u16       16  frames u64          32  trailer_xxh3 u64
+ *   6  reserved u16 (0)
+ *
+ * records_xxh3 chains every frame's header_xxh3 (see lp_frame_tally_add);
+ * trailer_xxh3 is the XXH3-64 of bytes 0-31. */
 #include "formats/frames.h"
 #include "base/common.h"
 
@@ -50,6 +59,31 @@ uint64_t lp_frame_numel(const lp_frame *f)
 	return n;
 }
 
+void lp_frame_tally_add(lp_frame_tally *t, uint64_t header_xxh3, uint32_t flags)
+{
+	unsigned char b[8];
+	put_u64(b, header_xxh3);
+	t->hash = XXH3_64bits_withSeed(b, 8, t->hash);
+	t->frames++;
+	t->open++;
+	t->ended = 0;
+	if (flags & LP_FRAME_LAST) {
+		t->records++;
+		t->open = 0;
+	}
+}
+
+static void trailer_bytes(unsigned char *p, const lp_frame_tally *t)
+{
+	memcpy(p, LP_TRAILER_MAGIC, 4);
+	put_u16(p + 4, LP_FRAME_VERSION);
+	put_u16(p + 6, 0);
+	put_u64(p + 8, t->records);
+	put_u64(p + 16, t->frames);
+	put_u64(p + 24, t->hash);
+	put_u64(p + 32, XXH3_64bits(p, 32));
+}
+
 /* ---- writing ---- */
 
 struct lp_frame_writer {
@@ -59,6 +93,7 @@ struct lp_frame_writer {
 	void *zbuf;
 	size_t zcap;
 	ZSTD_CCtx *cctx;
+	lp_frame_tally tally;
 };
 
 lp_frame_writer *lp_frame_writer_new(FILE *f, const char *name, int zstd_level)
@@ -114,7 +149,9 @@ void lp_frame_write(lp_frame_writer *w, const char *name, int dtype, int rank,
 	for (int i = 0; i < rank; i++)
 		put_u64(hdr + LP_FRAME_HEADER + 8 * i, shape[i]);
 	memcpy(hdr + LP_FRAME_HEADER + 8 * rank, name, name_len);
-	put_u64(hdr + 40, XXH3_64bits(hdr, hlen));
+	uint64_t check = XXH3_64bits(hdr, hlen);
+	put_u64(hdr + 40, check);
+	lp_frame_tally_add(&w->tally, check, flags);
 
 	lp_fwrite(w->f, w->name, hdr, hlen);
 	lp_fwrite(w->f, w->name, zeros, PAD8(hlen) - hlen);
@@ -128,10 +165,20 @@ void lp_frame_write1(lp_frame_writer *w, const char *name, int dtype,
 	lp_frame_write(w, name, dtype, 1, &n, data, flags);
 }
 
+uint64_t lp_frame_writer_records(const lp_frame_writer *w)
+{
+	return w->tally.records;
+}
+
 void lp_frame_writer_free(lp_frame_writer *w)
 {
 	if (!w)
 		return;
+	if (w->tally.open)
+		lp_die(w->name, "the last record has no frame flagged last");
+	unsigned char t[LP_TRAILER_SIZE];
+	trailer_bytes(t, &w->tally);
+	lp_fwrite(w->f, w->name, t, sizeof t);
 	lp_fflush(w->f, w->name);
 	ZSTD_freeCCtx(w->cctx);
 	free(w->zbuf);
@@ -141,11 +188,12 @@ void lp_frame_writer_free(lp_frame_writer *w)
 
 /* ---- reading ---- */
 
-static int fail(char *err, size_t errlen, lp_reader *r, uint64_t off, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-static int fail(char *err, size_t errlen, lp_reader *r, uint64_t off, const char *fmt, ...)
+static int fail_at(char *err, size_t errlen, lp_reader *r, const char *what, uint64_t off,
+		const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int fail_at(char *err, size_t errlen, lp_reader *r, const char *what, uint64_t off,
+		const char *fmt, ...)
 {
-	int n = snprintf(err, errlen, "%s: frame at byte %llu: ", lp_reader_name(r),
+	int n = snprintf(err, errlen, "%s: %s at byte %llu: ", lp_reader_name(r), what,
 			(unsigned long long)off);
 	if (n >= 0 && (size_t)n < errlen) {
 		va_list ap;
@@ -155,6 +203,8 @@ static int fail(char *err, size_t errlen, lp_reader *r, uint64_t off, const char
 	}
 	return -1;
 }
+
+#define fail(err, errlen, r, off, ...) fail_at(err, errlen, r, "frame", off, __VA_ARGS__)
 
 /* Read n bytes into *buf (grown as bytes actually arrive, so a corrupt
  * length cannot make us allocate memory the stream does not have). */
@@ -182,13 +232,59 @@ static int all_zero(const unsigned char *p, size_t n)
 	return 1;
 }
 
-int lp_frame_try_read(lp_reader *r, lp_frame *f, char *err, size_t errlen)
+/* The trailer at off, checked against t; then t restarts for a stream
+ * that may follow. */
+static int read_trailer(lp_reader *r, lp_frame_tally *t, uint64_t off, char *err, size_t errlen)
 {
-	uint64_t off = lp_reader_offset(r);
+	unsigned char p[LP_TRAILER_SIZE], want[LP_TRAILER_SIZE];
+	size_t got = lp_reader_read(r, p, sizeof p);
+	if (got < sizeof p)
+		return fail_at(err, errlen, r, "trailer", off, "truncated (%zu of %d bytes)",
+				got, LP_TRAILER_SIZE);
+	if (get_u64(p + 32) != XXH3_64bits(p, 32))
+		return fail_at(err, errlen, r, "trailer", off, "checksum mismatch (corrupt trailer)");
+	if (get_u16(p + 4) != LP_FRAME_VERSION || get_u16(p + 6))
+		return fail_at(err, errlen, r, "trailer", off, "unsupported version %u", get_u16(p + 4));
+	if (t->open)
+		return fail_at(err, errlen, r, "trailer", off, "inside a record (%d frames "
+				"without one flagged last)", t->open);
+	unsigned long long n = get_u64(p + 8), nf = get_u64(p + 16);
+	if (n != t->records || nf != t->frames)
+		return fail_at(err, errlen, r, "trailer", off, "the writer wrote %llu records "
+				"(%llu frames), the stream holds %llu (%llu): records lost or added",
+				n, nf, (unsigned long long)t->records, (unsigned long long)t->frames);
+	trailer_bytes(want, t);
+	if (memcmp(p, want, sizeof p))
+		return fail_at(err, errlen, r, "trailer", off, "records checksum mismatch "
+				"(frames changed, reordered or spliced)");
+	memset(t, 0, sizeof *t);
+	t->ended = 1;
+	return 0;
+}
+
+int lp_frame_try_read(lp_reader *r, lp_frame *f, lp_frame_tally *t, char *err, size_t errlen)
+{
+	uint64_t off;
 	unsigned char hdr[LP_FRAME_HEADER + 8 * LP_MAX_RANK + LP_MAX_NAME + 8];
-	size_t got = lp_reader_read(r, hdr, LP_FRAME_HEADER);
-	if (got == 0)
-		return 0;
+	size_t got;
+	for (;;) {
+		off = lp_reader_offset(r);
+		const void *p = lp_reader_peek(r, 4, &got);
+		if (got == 0) {
+			if (t->ended)
+				return 0;
+			if (t->open)
+				return fail_at(err, errlen, r, "stream", off, "ended inside a record "
+						"and without its trailer: did the writer fail?");
+			return fail_at(err, errlen, r, "stream", off,
+					"ended without its trailer: did the writer fail?");
+		}
+		if (got < 4 || memcmp(p, LP_TRAILER_MAGIC, 4))
+			break;
+		if (read_trailer(r, t, off, err, errlen) < 0)
+			return -1;
+	}
+	got = lp_reader_read(r, hdr, LP_FRAME_HEADER);
 	if (got < LP_FRAME_HEADER)
 		return fail(err, errlen, r, off, "truncated header (%zu of %d bytes)", got, LP_FRAME_HEADER);
 	if (memcmp(hdr, LP_FRAME_MAGIC, 4))
@@ -214,6 +310,7 @@ int lp_frame_try_read(lp_reader *r, lp_frame *f, char *err, size_t errlen)
 	put_u64(hdr + 40, 0);
 	if (XXH3_64bits(hdr, hlen) != check)
 		return fail(err, errlen, r, off, "header checksum mismatch (corrupt header)");
+	put_u64(hdr + 40, check);
 	if (!all_zero(hdr + hlen, PAD8(hlen) - hlen))
 		return fail(err, errlen, r, off, "non-zero header padding");
 
@@ -266,13 +363,14 @@ int lp_frame_try_read(lp_reader *r, lp_frame *f, char *err, size_t errlen)
 		if (ZSTD_isError(z) || z != raw_len)
 			return fail(err, errlen, r, off, "'%s': bad zstd payload", f->name);
 	}
+	lp_frame_tally_add(t, check, flags);
 	return 1;
 }
 
-int lp_frame_read(lp_reader *r, lp_frame *f)
+int lp_frame_read(lp_reader *r, lp_frame *f, lp_frame_tally *t)
 {
 	char err[512];
-	int rc = lp_frame_try_read(r, f, err, sizeof err);
+	int rc = lp_frame_try_read(r, f, t, err, sizeof err);
 	if (rc < 0)
 		lp_die(NULL, "%s", err);
 	return rc;
@@ -300,15 +398,19 @@ int lp_record_read(lp_reader *r, lp_record *rec)
 			rec->cap = cap;
 		}
 		lp_frame *f = &rec->frames[rec->n];
-		if (!lp_frame_read(r, f)) {
+		if (!lp_frame_read(r, f, &rec->tally)) {
 			if (rec->n == 0)
 				return 0;
 			lp_die(lp_reader_name(r), "stream ends inside the record at byte %llu "
 					"(no frame flagged last)", (unsigned long long)rec->offset);
 		}
+		if (rec->n == 0)
+			rec->offset = f->offset;
 		rec->n++;
-		if (f->flags & LP_FRAME_LAST)
+		if (f->flags & LP_FRAME_LAST) {
+			rec->index++;
 			return 1;
+		}
 	}
 }
 
@@ -332,5 +434,5 @@ int lp_reader_is_frames(lp_reader *r)
 {
 	size_t got;
 	const void *p = lp_reader_peek(r, 4, &got);
-	return got == 4 && !memcmp(p, LP_FRAME_MAGIC, 4);
+	return got == 4 && (!memcmp(p, LP_FRAME_MAGIC, 4) || !memcmp(p, LP_TRAILER_MAGIC, 4));
 }

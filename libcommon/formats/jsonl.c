@@ -77,6 +77,14 @@ static void start(lp_jsonl *j)
 			break;
 	}
 	j->is_array = 1;
+	size_t bad = lp_utf8_check(buf, n);
+	if (bad < n) {
+		unsigned long line = 1;
+		for (size_t i = 0; i < bad; i++)
+			line += buf[i] == '\n';
+		lp_die(lp_reader_name(j->r), "line %lu: invalid UTF-8 (byte 0x%02x at offset %zu)",
+				line, (unsigned char)buf[bad], bad);
+	}
 	jv v = jv_parse_sized(buf, n);
 	free(buf);
 	if (!jv_is_valid(v)) {
@@ -112,6 +120,15 @@ int lp_jsonl_next(lp_jsonl *j, jv *out)
 			i++;
 		if (i == len)
 			continue;
+		if (!strncmp(line, LP_ABORT_LINE, strlen(LP_ABORT_LINE)))
+			lp_die(lp_jsonl_where(j), "the tool writing this input failed: %s",
+					line + strlen(LP_ABORT_LINE));
+		size_t bad = lp_utf8_check(line, len);
+		if (bad < len) {
+			lp_jsonl_bad(j, "invalid UTF-8 (byte 0x%02x at column %zu)",
+					(unsigned char)line[bad], bad + 1);
+			continue;
+		}
 		jv v = jv_parse_sized(line, len);
 		if (jv_is_valid(v)) {
 			*out = v;

@@ -3,7 +3,9 @@
  * Input is JSONL (one value per line, blank lines ignored) or, when the
  * first non-blank byte of the stream is '[', one JSON array whose elements
  * are the records. A malformed line dies naming file and line, unless
- * skip_bad is set: then it is counted in nbad and skipped. */
+ * skip_bad is set: then it is counted in nbad and skipped; so does a line
+ * that is not valid UTF-8 (which jq would quietly replace). An abort line
+ * (LP_ABORT_LINE, written by a tool upstream that failed) always dies. */
 #ifndef LP_JSONL_H
 #define LP_JSONL_H
 

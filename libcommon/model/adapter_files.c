@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "base/common.h"
+#include "base/half.h"
 #include "model/arch.h"
 
 #define PREFIX "base_model.model."
@@ -378,6 +379,35 @@ static int read_config_file(lp_adapter *a, char *err, size_t errlen)
 	return rc ? lp_fail(err, errlen, "adapter_config.json: %s", e) : 0;
 }
 
+/* Every value of every floating tensor is finite: an adapter with a NaN
+ * or an infinity would poison whatever it is applied to. */
+static int check_finite(const lp_model_files *f, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const lp_mf_tensor *t = &f->t[i];
+		const unsigned char *p = lp_mf_data(t);
+		for (uint64_t j = 0; j < t->numel; j++) {
+			float v;
+			uint16_t h;
+			if (t->dtype == LP_F32)
+				memcpy(&v, p + 4 * j, 4);
+			else if (t->dtype == LP_F16 || t->dtype == LP_BF16) {
+				memcpy(&h, p + 2 * j, 2);
+				v = t->dtype == LP_F16 ? lp_f16_to_f32(h) : lp_bf16_to_f32(h);
+			} else if (t->dtype == LP_F64) {
+				double d;
+				memcpy(&d, p + 8 * j, 8);
+				v = isfinite(d) ? 0.0f : NAN;
+			} else
+				break;
+			if (!isfinite(v))
+				return lp_fail(err, errlen, "%s[%llu] = %g: the adapter's weights are not "
+						"finite", t->name, (unsigned long long)j, v);
+		}
+	}
+	return 0;
+}
+
 static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 {
 	struct stat st;
@@ -414,7 +444,7 @@ static int open_adapter(lp_adapter *a, char *err, size_t errlen)
 			return -1;
 	if (!a->npairs && !a->nfull)
 		return lp_fail(err, errlen, "the adapter holds no tensors");
-	return 0;
+	return check_finite(a->files, err, errlen);
 }
 
 lp_adapter *lp_adapter_open(const char *dir, char *err, size_t errlen)

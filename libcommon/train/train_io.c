@@ -157,19 +157,13 @@ static void write_weights_into(const lp_train_model *m, const lp_train_spec *spe
 		char *(*path_of)(void *, const char *), void *ctx)
 {
 	const char *suffix[] = {""};
-	char *p;
-	if (spec->full) {
-		p = path_of(ctx, "config.json");
-		write_json(p, model_config(spec, m));
-		free(p);
-		p = path_of(ctx, "model.safetensors");
-	} else {
-		p = path_of(ctx, "adapter_config.json");
-		write_json(p, adapter_config(spec));
-		free(p);
-		p = path_of(ctx, "adapter_model.safetensors");
-	}
+	/* the weights first: a config appears only beside whole weights, even
+	 * when the disk fills up (each file is itself written atomically) */
+	char *p = path_of(ctx, spec->full ? "model.safetensors" : "adapter_model.safetensors");
 	write_tensors(p, m, m->master, suffix, NULL, 1);
+	free(p);
+	p = path_of(ctx, spec->full ? "config.json" : "adapter_config.json");
+	write_json(p, spec->full ? model_config(spec, m) : adapter_config(spec));
 	free(p);
 }
 

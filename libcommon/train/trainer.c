@@ -38,7 +38,8 @@ static int int_vector(const lp_frame *f)
 	return f && f->rank == 1 && (f->dtype == LP_I32 || f->dtype == LP_I64);
 }
 
-int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_t errlen)
+int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, int strict, char *err,
+		size_t errlen)
 {
 	lp_record rec = {0};
 	size_t cap = 0, ocap = 0;
@@ -55,21 +56,21 @@ int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_
 		unsigned long long at = (unsigned long long)rec.offset;
 		if (!int_vector(fi)) {
 			snprintf(err, errlen, "record %zu (byte %llu): no rank-1 integer frame "
-					"'input_ids'", d->n + 1, at);
+					"'input_ids'", (size_t)rec.index, at);
 			goto fail;
 		}
 		uint64_t n = lp_frame_numel(fi);
 		if (fl && (!int_vector(fl) || lp_frame_numel(fl) != n)) {
 			snprintf(err, errlen, "record %zu (byte %llu): 'labels' is not an integer "
-					"vector of the length of input_ids (%llu)", d->n + 1, at,
+					"vector of the length of input_ids (%llu)", (size_t)rec.index, at,
 					(unsigned long long)n);
 			goto fail;
 		}
 		if (n == 0)
 			continue; /* nothing to learn from */
 		if (n > INT32_MAX / 2) {
-			snprintf(err, errlen, "record %zu (byte %llu): %llu tokens is too long", d->n + 1,
-					at, (unsigned long long)n);
+			snprintf(err, errlen, "record %zu (byte %llu): %llu tokens is too long",
+					(size_t)rec.index, at, (unsigned long long)n);
 			goto fail;
 		}
 		size_t base = d->off[d->n];
@@ -78,7 +79,7 @@ int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_
 		int32_t *ids = d->ids + base, *lab = d->labels + base;
 		if (frame_ints(fi, ids) != 0 || (fl && frame_ints(fl, lab) != 0)) {
 			snprintf(err, errlen, "record %zu (byte %llu): a value does not fit 32 bits",
-					d->n + 1, at);
+					(size_t)rec.index, at);
 			goto fail;
 		}
 		if (!fl)
@@ -86,16 +87,31 @@ int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_
 		for (uint64_t i = 0; i < n; i++) {
 			if (ids[i] < 0 || ids[i] >= vocab) {
 				snprintf(err, errlen, "record %zu (byte %llu): input_ids[%llu] = %d is "
-						"outside the model's vocabulary of %lld", d->n + 1, at,
+						"outside the model's vocabulary of %lld", (size_t)rec.index, at,
 						(unsigned long long)i, ids[i], (long long)vocab);
 				goto fail;
 			}
 			if (lab[i] != IGNORE && (lab[i] < 0 || lab[i] >= vocab)) {
 				snprintf(err, errlen, "record %zu (byte %llu): labels[%llu] = %d is "
-						"outside the model's vocabulary of %lld", d->n + 1, at,
+						"outside the model's vocabulary of %lld", (size_t)rec.index, at,
 						(unsigned long long)i, lab[i], (long long)vocab);
 				goto fail;
 			}
+		}
+		uint64_t labelled = 0;
+		for (uint64_t i = 1; i < n; i++)
+			labelled += lab[i] != IGNORE;
+		if (!labelled) {
+			if (strict) {
+				snprintf(err, errlen, "record %llu (byte %llu): no label left to learn "
+						"from (every label after the first is -100)",
+						(unsigned long long)rec.index, at);
+				goto fail;
+			}
+			if (d->nolabel++ < 5)
+				lp_warn(lp_reader_name(r), "record %llu (byte %llu): no label left to "
+						"learn from; skipped", (unsigned long long)rec.index, at);
+			continue;
 		}
 		XXH3_64bits_update(h, ids, n * sizeof *ids);
 		XXH3_64bits_update(h, lab, n * sizeof *lab);

@@ -57,12 +57,18 @@ typedef struct {
 	uint64_t ntokens;
 	uint64_t hash;          /* XXH3-64 of ids and labels, to check a resume */
 	int remote;             /* only n, max_len, ntokens, hash: rank 0 has the records */
+	uint64_t nolabel;       /* records skipped: no label left after the shift */
 } lp_dataset;
 
 /* Read every record of r; ids and labels must lie in [0, vocab) (labels
- * may be -100). 0, or -1 and a message naming the record and its byte
- * offset in err (an empty stream is an error too). */
-int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, char *err, size_t errlen);
+ * may be -100). A record with no label after the shift (all of labels[1:]
+ * -100, as when --max-len cut off the whole target) would make the loss
+ * 0/0: it is an error when strict, else skipped with a warning naming it
+ * (the first few; all are counted in nolabel). 0, or -1 and a message
+ * naming the record and its byte offset in err (an empty stream is an
+ * error too). */
+int lp_dataset_read(lp_dataset *d, lp_reader *r, int64_t vocab, int strict, char *err,
+		size_t errlen);
 void lp_dataset_free(lp_dataset *d);
 /* Rank 0's dataset (read from a pipe) known to every rank: the others get
  * its size and hash, and remote set; the records follow step by step. */

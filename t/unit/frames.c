@@ -63,8 +63,23 @@ static void test_round_trip(int level)
 	free(buf);
 }
 
-/* Every single-byte corruption and every truncation is reported, never
- * accepted as different data. */
+/* Read a whole stream frame by frame: frames read, or -1 with err set. */
+static long read_all(const char *p, size_t n, char *err, size_t errlen)
+{
+	lp_reader *r = lp_reader_mem(p, n, "mem");
+	lp_frame fr = {0};
+	lp_frame_tally t = {0};
+	long frames = 0;
+	int rc;
+	while ((rc = lp_frame_try_read(r, &fr, &t, err, errlen)) == 1)
+		frames++;
+	lp_frame_free(&fr);
+	lp_reader_close(r);
+	return rc < 0 ? -1 : frames;
+}
+
+/* Every single-bit corruption and every truncation is reported, never
+ * accepted as different data: in the frame and in the trailer. */
 static void test_corruption(void)
 {
 	FILE *f;
@@ -74,35 +89,109 @@ static void test_corruption(void)
 	done(w, f);
 	int accepted = 0, truncs = 0;
 	char err[512];
+	ok(read_all(buf, len, err, sizeof err) == 1, "frame and trailer read back");
 	for (size_t i = 0; i < len; i++) {
 		for (int bit = 0; bit < 8; bit++) {
 			buf[i] ^= 1 << bit;
-			lp_reader *r = lp_reader_mem(buf, len, "mem");
-			lp_frame fr = {0};
-			if (lp_frame_try_read(r, &fr, err, sizeof err) == 1)
+			if (read_all(buf, len, err, sizeof err) >= 0)
 				accepted++;
-			lp_frame_free(&fr);
-			lp_reader_close(r);
 			buf[i] ^= 1 << bit;
 		}
 	}
 	ok(accepted == 0, "all %zu single-bit flips rejected (%d accepted)", len * 8, accepted);
-	for (size_t k = 1; k < len; k++) {
-		lp_reader *r = lp_reader_mem(buf, k, "mem");
-		lp_frame fr = {0};
-		if (lp_frame_try_read(r, &fr, err, sizeof err) < 0 && strstr(err, "truncated"))
+	for (size_t k = 1; k < len; k++)
+		if (read_all(buf, k, err, sizeof err) < 0 && (strstr(err, "truncated")
+				|| strstr(err, "without its trailer")))
 			truncs++;
-		lp_frame_free(&fr);
-		lp_reader_close(r);
-	}
-	ok(truncs == (int)len - 1, "all %zu truncations reported as truncated", len - 1);
-	lp_reader *r = lp_reader_mem(buf, len - 8, "mem");
+	ok(truncs == (int)len - 1, "all %zu truncations reported (%d)", len - 1, truncs);
+	lp_reader *r = lp_reader_mem(buf, len - LP_TRAILER_SIZE - 8, "mem");
 	lp_frame fr = {0};
-	lp_frame_try_read(r, &fr, err, sizeof err);
+	lp_frame_tally t = {0};
+	lp_frame_try_read(r, &fr, &t, err, sizeof err);
 	ok(strstr(err, "frame at byte 0") != NULL, "error names the byte offset: %s", err);
 	lp_frame_free(&fr);
 	lp_reader_close(r);
 	free(buf);
+}
+
+/* A stream of records cut at any record boundary (an upstream writer that
+ * died) is an error naming the byte offset, never a clean end; streams
+ * concatenated whole read as one; a trailer that disagrees is refused. */
+static void test_trailer(void)
+{
+	enum { NREC = 6 };
+	FILE *f;
+	lp_frame_writer *w = writer(&f, 0);
+	size_t bound[NREC + 1];
+	bound[0] = 0;
+	for (int i = 0; i < NREC; i++) {
+		int32_t ids[3] = {i, i + 1, i + 2};
+		lp_frame_write1(w, "input_ids", LP_I32, 3 + i % 2, ids, 0);
+		lp_frame_write1(w, "labels", LP_I32, 3 + i % 2, ids, LP_FRAME_LAST);
+		fflush(f);
+		bound[i + 1] = len;
+	}
+	ok(lp_frame_writer_records(w) == NREC, "writer counts %d records", NREC);
+	done(w, f);
+	ok(len == bound[NREC] + LP_TRAILER_SIZE, "trailer of %d bytes ends the stream",
+			LP_TRAILER_SIZE);
+	char err[512];
+	ok(read_all(buf, len, err, sizeof err) == 2 * NREC, "whole stream reads back");
+	int named = 0;
+	for (int i = 0; i <= NREC; i++) {
+		char want[64];
+		snprintf(want, sizeof want, "stream at byte %zu: ended", bound[i]);
+		if (read_all(buf, bound[i], err, sizeof err) < 0 && strstr(err, want)
+				&& strstr(err, "without its trailer: did the writer fail?"))
+			named++;
+		else
+			printf("# cut at %zu: %s\n", bound[i], err);
+	}
+	ok(named == NREC + 1, "cut at each of the %d record boundaries: error naming the offset",
+			NREC + 1);
+	ok(read_all(buf, bound[2] - 8 - 16, err, sizeof err) < 0 && strstr(err, "truncated"),
+			"cut inside a record: %s", err);
+
+	/* whole streams concatenated: one stream; a record spliced out: refused */
+	char *two = lp_malloc(2 * len);
+	memcpy(two, buf, len);
+	memcpy(two + len, buf, len);
+	ok(read_all(two, 2 * len, err, sizeof err) == 4 * NREC, "two streams back to back read as one");
+	ok(read_all(two, len + bound[3], err, sizeof err) < 0 && strstr(err, "without its trailer"),
+			"second stream cut: refused");
+	size_t cut = len - (bound[2] - bound[1]);
+	memcpy(two, buf, bound[1]);
+	memcpy(two + bound[1], buf + bound[2], len - bound[2]);
+	ok(read_all(two, cut, err, sizeof err) < 0 && strstr(err, "trailer at byte")
+			&& strstr(err, "records lost or added"), "a record taken out: %s", err);
+	memcpy(two, buf, len);
+	memcpy(two + bound[1], buf + bound[2], bound[3] - bound[2]);
+	memcpy(two + bound[2], buf + bound[1], bound[2] - bound[1]);
+	ok(bound[2] - bound[1] == bound[3] - bound[2], "records 2 and 3 are the same size");
+	ok(read_all(two, len, err, sizeof err) < 0 && strstr(err, "records checksum mismatch"),
+			"two records swapped: %s", err);
+	free(two);
+
+	lp_record rec = {0};
+	lp_reader *r = lp_reader_mem(buf, len, "mem");
+	int n = 0;
+	while (lp_record_read(r, &rec) == 1)
+		n++;
+	ok(n == NREC && rec.index == NREC, "records numbered 1..%d", NREC);
+	lp_record_free(&rec);
+	lp_reader_close(r);
+	free(buf);
+
+	w = writer(&f, 0);
+	done(w, f);
+	ok(len == LP_TRAILER_SIZE && read_all(buf, len, err, sizeof err) == 0,
+			"an empty stream is its trailer alone");
+	r = lp_reader_mem(buf, len, "mem");
+	ok(lp_reader_is_frames(r), "and is sniffed as frames");
+	lp_reader_close(r);
+	free(buf);
+	ok(read_all("", 0, err, sizeof err) < 0 && strstr(err, "stream at byte 0"),
+			"no bytes at all: %s", err);
 }
 
 static void test_reader_lines(void)
@@ -155,6 +244,7 @@ int main(void)
 	test_round_trip(0);
 	test_round_trip(3);
 	test_corruption();
+	test_trailer();
 	test_reader_lines();
 	test_reader_zstd();
 	return tap_done();

@@ -36,7 +36,7 @@ if real_mpirun=$(command -v mpirun); then
 	PATH=$TRASH/mpi-bin:$PATH
 fi
 # marks this file's processes, to find a rank's pid among others'
-export LP_TEST_TAG="t1402-$$"
+export LP_TEST_TAG="t1404-$$"
 
 test_expect_success '--help says whether the build runs on several ranks' '
 	lora-train --help >out &&
