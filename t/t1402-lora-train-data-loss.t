@@ -154,10 +154,13 @@ test_expect_success 'a full disk while writing the adapter leaves no config with
 '
 
 test_expect_success 'stale .checkpoint-*.tmp directories are removed' '
-	mkdir -p hup/.checkpoint-7.tmp && : >hup/.checkpoint-7.tmp/optimizer.safetensors &&
+	mkdir -p hup/.checkpoint-7.tmp hup/.checkpoint-8.tmp.4242 &&
+	: >hup/.checkpoint-7.tmp/optimizer.safetensors &&
+	: >hup/.checkpoint-8.tmp.4242/optimizer.safetensors &&
 	lora-train -M base -o hup --force --max-steps 1 <pt.frames >/dev/null 2>err &&
 	test_grep "removed .checkpoint-7.tmp" err &&
-	! test -e hup/.checkpoint-7.tmp
+	test_grep "removed .checkpoint-8.tmp.4242" err &&
+	! test -e hup/.checkpoint-7.tmp && ! test -e hup/.checkpoint-8.tmp.4242
 '
 command -v script >/dev/null 2>&1 && test_set_prereq SCRIPT
 test_expect_success SCRIPT 'on a terminal: one progress line, cleared before metrics and messages' '

@@ -443,9 +443,8 @@ static void remove_stale_checkpoints(void)
 		return;
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
-		if (strncmp(e->d_name, ".checkpoint-", 12) || len < 16
-				|| strcmp(e->d_name + len - 4, ".tmp"))
-			continue;
+		if (strncmp(e->d_name, ".checkpoint-", 12) || !strstr(e->d_name, ".tmp"))
+			continue; /* .checkpoint-N.tmp.PID, as atomic_dir names them */
 		size_t n = strlen(opt.out) + len + 2;
 		char *p = lp_malloc(n);
 		snprintf(p, n, "%s/%s", opt.out, e->d_name);
