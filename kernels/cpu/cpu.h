@@ -78,6 +78,20 @@ void lp_cpu_gemm1(int ta, int tb, int M, int N, int K, float alpha, const float 
 /* Make BLAS single-threaded (OpenMP threads call it); idempotent. */
 void lp_cpu_blas_single(void);
 
+/* bf16 weights times few rows, read straight from bf16 (matvec_bf16.c):
+ * out[N,OC] = beta * out + alpha * inp[N,C] @ W^T, W (OC,C) bf16. The
+ * variant (avx512bf16, avx512, avx2, scalar) is chosen at run time;
+ * lp_cpu_matvec_bf16_variant runs variant v, which must be supported. */
+#define LP_CPU_MATVEC_MAX_N 8
+void lp_cpu_matvec_bf16(float *out, const float *inp, lp_weight W, int N, int C, int OC,
+		float alpha, float beta);
+void lp_cpu_matvec_bf16_variant(int v, float *out, const float *inp, lp_weight W, int N,
+		int C, int OC, float alpha, float beta);
+int lp_cpu_matvec_variant_count(void);
+const char *lp_cpu_matvec_variant_name(int v);
+int lp_cpu_matvec_variant_supported(int v);
+const char *lp_cpu_matvec_name(void);   /* the one in use */
+
 /* ---- the ops (contracts in kernels.h) ---- */
 
 void lp_cpu_embedding_forward(void *out, const int32_t *ids, lp_weight wte, int N, int C);

@@ -3,7 +3,9 @@
  * A weight in bf16 or f16 is converted to f32 in blocks of rows (about
  * 4 MiB of f32 at a time) into scratch memory, and each block goes through
  * its own GEMM; nothing is cached between calls, so a weight may change
- * or be freed at any time. The blocks are fixed by the shapes alone. */
+ * or be freed at any time. The blocks are fixed by the shapes alone.
+ * A bf16 weight times at most LP_CPU_MATVEC_MAX_N rows (decoding) skips
+ * the conversion: matvec_bf16.c reads it as it is. */
 #include <stdlib.h>
 
 #include "cpu.h"
@@ -28,6 +30,10 @@ void lp_cpu_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C
 		return;
 	if (W.dtype == LP_F32) {
 		lp_cpu_gemm(0, 1, N, OC, C, alpha, inp, C, W.data, C, beta, out, OC);
+		return;
+	}
+	if (W.dtype == LP_BF16 && N <= LP_CPU_MATVEC_MAX_N) {
+		lp_cpu_matvec_bf16(out, inp, W, N, C, OC, alpha, beta);
 		return;
 	}
 	int rows = block_rows(C, OC);
