@@ -81,9 +81,11 @@ void lp_cpu_blas_single(void);
 /* bf16 weights times few rows, read straight from bf16 (matvec_bf16.c):
  * out[N,OC] = beta * out + alpha * inp[N,C] @ W^T, W (OC,C) bf16. The
  * variant (avx512bf16, avx512, avx2, scalar) is chosen at run time;
- * lp_cpu_matvec_bf16_variant runs variant v, which must be supported. */
+ * lp_cpu_matvec_bf16 returns 0 without computing when $LP_CPU_MATVEC is
+ * "off". lp_cpu_matvec_bf16_variant runs variant v, which must be
+ * supported. */
 #define LP_CPU_MATVEC_MAX_N 8
-void lp_cpu_matvec_bf16(float *out, const float *inp, lp_weight W, int N, int C, int OC,
+int lp_cpu_matvec_bf16(float *out, const float *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta);
 void lp_cpu_matvec_bf16_variant(int v, float *out, const float *inp, lp_weight W, int N,
 		int C, int OC, float alpha, float beta);

@@ -32,10 +32,9 @@ void lp_cpu_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C
 		lp_cpu_gemm(0, 1, N, OC, C, alpha, inp, C, W.data, C, beta, out, OC);
 		return;
 	}
-	if (W.dtype == LP_BF16 && N <= LP_CPU_MATVEC_MAX_N) {
-		lp_cpu_matvec_bf16(out, inp, W, N, C, OC, alpha, beta);
+	if (W.dtype == LP_BF16 && N <= LP_CPU_MATVEC_MAX_N &&
+			lp_cpu_matvec_bf16(out, inp, W, N, C, OC, alpha, beta))
 		return;
-	}
 	int rows = block_rows(C, OC);
 	float *wbuf = lp_cpu_scratch((size_t)rows * (size_t)C * sizeof(float));
 	for (int o0 = 0; o0 < OC; o0 += rows) {

@@ -14,8 +14,12 @@
  *     most 2^-24 |x|).
  *
  *   matvec_bf16          run the tests (TAP)
- *   matvec_bf16 --name   print the variant the process would use */
+ *   matvec_bf16 --name   print the variant the process would use
+ *   matvec_bf16 --bench [OC C N REPS]
+ *                        CPU time per call of each variant and of the
+ *                        conversion path (pipelines/bench/gen-cpu.sh) */
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,6 +177,54 @@ static void check_variant(int v)
 	free(init);
 }
 
+static double seconds(clockid_t clock)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The conversion path, as matmul.c's general case runs it. */
+static void convert_gemm(float *out, const float *x, const uint16_t *w, float *wf, int N,
+		int C, int OC)
+{
+	lp_cpu_weight_rows(wf, (lp_weight){w, LP_BF16, OC, C}, 0, OC);
+	lp_cpu_gemm(0, 1, N, OC, C, 1.0f, x, C, wf, C, 0.0f, out, OC);
+}
+
+static int bench(int OC, int C, int N, int reps)
+{
+	uint16_t *w = lp_malloc((size_t)OC * C * sizeof *w);
+	float *x = lp_malloc((size_t)N * C * sizeof *x), *out = lp_malloc((size_t)N * OC * sizeof *out);
+	float *wf = lp_malloc((size_t)OC * C * sizeof *wf);
+	for (size_t i = 0; i < (size_t)OC * C; i++)
+		w[i] = lp_f32_to_bf16((float)urand());
+	for (size_t i = 0; i < (size_t)N * C; i++)
+		x[i] = (float)urand();
+	double gb = (double)OC * C * 2 * 1e-9;
+	printf("# W (%d, %d) bf16, N %d, %d calls: per call CPU ms and wall ms; weights read "
+			"per CPU second and per wall second (GB/s)\n", OC, C, N, reps);
+	for (int v = lp_cpu_matvec_variant_count() - 1; v >= -1; v--) {
+		if (v >= 0 && !lp_cpu_matvec_variant_supported(v))
+			continue;
+		double t0 = seconds(CLOCK_PROCESS_CPUTIME_ID), w0 = seconds(CLOCK_MONOTONIC);
+		for (int r = 0; r < reps; r++) {
+			if (v < 0)
+				convert_gemm(out, x, w, wf, N, C, OC);
+			else
+				lp_cpu_matvec_bf16_variant(v, out, x, (lp_weight){w, LP_BF16, OC, C}, N,
+						C, OC, 1.0f, 0.0f);
+		}
+		double dt = (seconds(CLOCK_PROCESS_CPUTIME_ID) - t0) / reps;
+		double dw = (seconds(CLOCK_MONOTONIC) - w0) / reps;
+		printf("%-12s %9.3f %9.3f %8.1f %8.1f\n",
+				v < 0 ? "convert+gemm" : lp_cpu_matvec_variant_name(v),
+				dt * 1e3, dw * 1e3, gb / dt, gb / dw);
+	}
+	free(w), free(x), free(out), free(wf);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	lp_init(argv[0]);
@@ -181,6 +233,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	lp_rng_seed(&rng, 14);
+	if (argc > 1 && !strcmp(argv[1], "--bench")) {
+		int OC = argc > 2 ? atoi(argv[2]) : 32000, C = argc > 3 ? atoi(argv[3]) : 512;
+		int N = argc > 4 ? atoi(argv[4]) : 1, reps = argc > 5 ? atoi(argv[5]) : 20;
+		if (OC < 1 || C < 1 || N < 1 || N > LP_CPU_MATVEC_MAX_N || reps < 1)
+			lp_usage_error("--bench OC C N REPS: positive numbers, N at most %d",
+					LP_CPU_MATVEC_MAX_N);
+		return bench(OC, C, N, reps);
+	}
 	printf("# this CPU uses %s\n", lp_cpu_matvec_name());
 	int nscalar = 0;
 	for (int v = 0; v < lp_cpu_matvec_variant_count(); v++) {
