@@ -42,6 +42,13 @@ static struct {
 	.template_name = LP_TEMPLATE_DEFAULT, .max_len = 512, .block_size = 512,
 };
 
+/* Where an item was read: formatted only for a message. */
+typedef struct {
+	size_t name;              /* index in run.names */
+	uint64_t pos;             /* line, or element of an array */
+	int is_array;
+} lp_tok_where;
+
 /* The run: model, output and counters. */
 static struct {
 	lp_spm *spm;
@@ -49,8 +56,9 @@ static struct {
 	int bos, eos;
 	lp_frame_writer *w;
 	lp_tok_item *items;       /* the batch: text = sft prompt or text; target = sft output */
-	char **where;             /* file:line of each item */
-	size_t nitems, cap_items, cap_where, batch_bytes;
+	lp_tok_where *where;      /* where each item was read, for messages */
+	char **names;             /* input names, for where */
+	size_t nitems, cap_items, cap_where, batch_bytes, nnames, cap_names;
 	int32_t *labels;          /* sft: scratch */
 	size_t labels_cap;
 	int32_t *pt;              /* pt: tokens not yet in a block */
@@ -303,8 +311,13 @@ static void flush_batch(void)
 	int bos = opt.mode == MODE_IDS && !opt.bos ? -1 : run.bos;
 	int eos = opt.mode == MODE_SFT || (opt.mode == MODE_IDS && opt.eos) ? run.eos : -1;
 	long bad = lp_tok_encode_batch(run.spm, run.items, run.nitems, bos, eos);
-	if (bad >= 0)
-		lp_die(run.where[bad], "%s", run.items[bad].err);
+	if (bad >= 0) {
+		const lp_tok_where *w = &run.where[bad];
+		char at[4200];
+		snprintf(at, sizeof at, w->is_array ? "%s: element %llu" : "%s:%llu",
+				run.names[w->name], (unsigned long long)w->pos);
+		lp_die(at, "%s", run.items[bad].err);
+	}
 	for (size_t i = 0; i < run.nitems; i++) {
 		lp_tok_item *it = &run.items[i];
 		run.nenc += it->nenc;
@@ -313,7 +326,6 @@ static void flush_batch(void)
 		free(it->text);
 		free(it->target);
 		free(it->ids);
-		free(run.where[i]);
 	}
 	run.nitems = 0;
 	run.batch_bytes = 0;
@@ -325,6 +337,8 @@ static void tokenize_input(const char *path)
 	lp_jsonl j;
 	jv rec;
 	lp_jsonl_init(&j, r, opt.skip_bad);
+	lp_grow((void **)&run.names, &run.cap_names, run.nnames + 1, sizeof *run.names);
+	run.names[run.nnames++] = lp_strdup(lp_reader_name(r));
 	while (lp_jsonl_next(&j, &rec)) {
 		if (jv_get_kind(rec) != JV_KIND_OBJECT) {
 			lp_jsonl_bad(&j, "record is a JSON %s, not an object",
@@ -345,7 +359,7 @@ static void tokenize_input(const char *path)
 		lp_grow((void **)&run.where, &run.cap_where, run.nitems + 1, sizeof *run.where);
 		lp_tok_item *it = &run.items[run.nitems];
 		if (take_record(&j, rec, it)) {
-			run.where[run.nitems] = lp_strdup(lp_jsonl_where(&j));
+			run.where[run.nitems] = (lp_tok_where){run.nnames - 1, j.where, j.is_array};
 			run.records++;
 			run.nitems++;
 			run.batch_bytes += strlen(it->text) + (it->target ? strlen(it->target) : 0);
@@ -559,6 +573,10 @@ int main(int argc, char **argv)
 		tokenize_input(nfiles ? files[i] : NULL);
 	finish_tokenize();
 	report_tokenize();
+	for (size_t i = 0; i < run.nnames; i++)
+		free(run.names[i]);
+	free(run.names);
+	free(run.where);
 	lp_template_free(run.tpl);
 	lp_spm_free(run.spm);
 	lp_close_stdout();

@@ -85,17 +85,21 @@ extern "C" const char *lp_spm_id_to_piece(const lp_spm *m, int id)
 	return m->sp.IdToPiece(id).c_str();
 }
 
+// Encode(text, std::vector<int> *) of the library builds and frees a
+// SentencePieceText message, one allocation per piece, on every call; the
+// library's documented alternative below fills a message that each thread
+// keeps, which Encode clears and whose pieces protobuf reuses. Same ids.
 extern "C" int lp_spm_encode(const lp_spm *m, const char *text, size_t len,
 		int32_t **ids, size_t *n, size_t *cap, char *err, size_t errlen)
 {
 	try {
-		std::vector<int> out;
-		auto st = m->sp.Encode(absl::string_view(text, len), &out);
+		static thread_local sentencepiece::ImmutableSentencePieceText spt;
+		auto st = m->sp.Encode(absl::string_view(text, len), spt.mutable_proto());
 		if (!st.ok()) {
 			set_err(err, errlen, "sentencepiece: " + st.ToString());
 			return -1;
 		}
-		size_t need = *n + out.size();
+		size_t got = spt.pieces_size(), need = *n + got;
 		if (need > *cap) {
 			size_t c = *cap ? *cap : 64;
 			while (c < need)
@@ -108,8 +112,8 @@ extern "C" int lp_spm_encode(const lp_spm *m, const char *text, size_t len,
 			*ids = static_cast<int32_t *>(p);
 			*cap = c;
 		}
-		for (size_t i = 0; i < out.size(); i++)
-			(*ids)[*n + i] = out[i];
+		for (size_t i = 0; i < got; i++)
+			(*ids)[*n + i] = static_cast<int32_t>(spt.pieces(static_cast<int>(i)).id());
 		*n = need;
 		return 0;
 	} catch (const std::exception &e) {
