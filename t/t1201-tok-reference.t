@@ -277,6 +277,23 @@ test_expect_success SHARED_DATA 'MSRA texts: pt blocks with LLaMA and Chinese-LL
 		"--mode pt -b 100 --keep-tail" "pt --block-size 100 --keep-tail"
 '
 
+# tok reads the next batch (2048 records) while the last one is encoded:
+# 9000 records in three files make batches that span files; every thread
+# count writes the same bytes, equal to the rule over the concatenation.
+test_expect_success SHARED_DATA 'MSRA x9 in three files: pt blocks equal the rule, 1-3 threads' '
+	cat "$MSRA" "$MSRA" "$MSRA" >m3.jsonl &&
+	cat m3.jsonl m3.jsonl m3.jsonl >m9.jsonl &&
+	for j in 1 2 3; do
+		tok -q -j $j -m "$LLAMA" --mode pt m3.jsonl m3.jsonl m3.jsonl >m9.$j.fr || return 1
+	done &&
+	cmp m9.1.fr m9.2.fr && cmp m9.1.fr m9.3.fr &&
+	tok -q -j 2 -m "$LLAMA" --mode pt <m9.jsonl >m9.stdin.fr &&
+	cmp m9.1.fr m9.stdin.fr &&
+	tok --dump m9.1.fr >m9.got &&
+	$PYTHON ref.py "$LLAMA" pt <m9.jsonl >m9.want &&
+	test_cmp m9.want m9.got
+'
+
 test_expect_success SHARED_DATA 'MSRA through mkinstr, when it is built' '
 	if test -x "$LP_BIN/mkinstr"; then
 		mkinstr <"$MSRA" >mk.jsonl 2>/dev/null &&
