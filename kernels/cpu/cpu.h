@@ -78,16 +78,16 @@ void lp_cpu_gemm1(int ta, int tb, int M, int N, int K, float alpha, const float 
 /* Make BLAS single-threaded (OpenMP threads call it); idempotent. */
 void lp_cpu_blas_single(void);
 
-/* bf16 weights times few rows, read straight from bf16 (matvec_bf16.c):
- * out[N,OC] = beta * out + alpha * inp[N,C] @ W^T, W (OC,C) bf16. The
- * variant (avx512bf16, avx512, avx2, scalar) is chosen at run time;
- * lp_cpu_matvec_bf16 returns 0 without computing when $LP_CPU_MATVEC is
- * "off". lp_cpu_matvec_bf16_variant runs variant v, which must be
- * supported. */
-#define LP_CPU_MATVEC_MAX_N 8
-int lp_cpu_matvec_bf16(float *out, const float *inp, lp_weight W, int N, int C, int OC,
+/* bf16 or f32 weights times few rows (matvec.c): out[N,OC] = beta * out
+ * + alpha * inp[N,C] @ W^T, W (OC,C), each output element computed alone
+ * (the same bits whatever N). The variant (avx2, avx512, avx512bf16,
+ * scalar) is chosen at run time; lp_cpu_matvec returns 0 without computing
+ * for other dtypes and when $LP_CPU_MATVEC is "off".
+ * lp_cpu_matvec_variant runs variant v, which must be supported. */
+#define LP_CPU_MATVEC_MAX_N 32
+int lp_cpu_matvec(float *out, const float *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta);
-void lp_cpu_matvec_bf16_variant(int v, float *out, const float *inp, lp_weight W, int N,
+void lp_cpu_matvec_variant(int v, float *out, const float *inp, lp_weight W, int N,
 		int C, int OC, float alpha, float beta);
 int lp_cpu_matvec_variant_count(void);
 const char *lp_cpu_matvec_variant_name(int v);

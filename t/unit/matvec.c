@@ -1,7 +1,9 @@
-/* matvec_bf16.c: every variant of the CPU backend's bf16 matrix-vector
- * kernel (kernels/cpu/matvec_bf16.c) that this CPU can run, against the
+/* matvec.c: every variant of the CPU backend's matrix-vector kernel
+ * (kernels/cpu/matvec.c) that this CPU can run, bf16 weights against the
  * conversion path (W converted to f32, then GEMM through BLAS) and an
- * exact double reference; variants the CPU lacks are reported as skipped.
+ * exact double reference, f32 weights against the exact reference; each
+ * output must come out the same bits when computed alone as among N
+ * rows. Variants the CPU lacks are reported as skipped.
  *
  * Bounds, per output element, with S = sum_i |w_i x_i| (in double):
  *   - within one bf16 rounding of the conversion path: |got - gemm| <=
@@ -13,11 +15,11 @@
  *     f32, and the avx512bf16 variant's three-part split of x leaves at
  *     most 2^-24 |x|).
  *
- *   matvec_bf16          run the tests (TAP)
- *   matvec_bf16 --name   print the variant the process would use
- *   matvec_bf16 --bench [OC C N REPS]
- *                        CPU time per call of each variant and of the
- *                        conversion path (pipelines/bench/gen-cpu.sh) */
+ *   matvec          run the tests (TAP)
+ *   matvec --name   print the variant the process would use
+ *   matvec --bench [OC C N REPS]
+ *                   CPU and wall time per call of each variant and of the
+ *                   conversion path, bf16 weights (pipelines/bench/gen-cpu.sh) */
 #include <math.h>
 #include <time.h>
 #include <stdlib.h>
@@ -97,6 +99,47 @@ static void errors(const problem *p, double *e_gemm, double *e_exact)
 	}
 }
 
+/* f32 weights: f32-accurate, and each output the same bits computed alone
+ * as among N rows (what batched decoding relies on). */
+static void check_f32(int v)
+{
+	const char *name = lp_cpu_matvec_variant_name(v);
+	static const int Cs[] = {1, 9, 64, 100, 1376};
+	int fails = 0, same = 1;
+	double worst = 0;
+	for (int ci = 0; ci < 5; ci++)
+		for (int N = 1; N <= LP_CPU_MATVEC_MAX_N; N += 7) {
+			int C = Cs[ci], OC = 37;
+			float *w = lp_malloc((size_t)OC * C * sizeof *w), *x = lp_malloc((size_t)N * C * sizeof *x);
+			float *got = lp_malloc((size_t)N * OC * sizeof *got);
+			for (size_t i = 0; i < (size_t)OC * C; i++)
+				w[i] = (float)urand();
+			for (size_t i = 0; i < (size_t)N * C; i++)
+				x[i] = (float)(urand() * (i % 13 == 0 ? 30.0 : 1.0));
+			lp_cpu_matvec_variant(v, got, x, (lp_weight){w, LP_F32, OC, C}, N, C, OC, 1.0f, 0.0f);
+			for (int n = 0; n < N; n++)
+				for (int o = 0; o < OC; o++) {
+					double e = 0, m = 0;
+					for (int i = 0; i < C; i++) {
+						double t = (double)w[(size_t)o * C + i] * x[(size_t)n * C + i];
+						e += t;
+						m += fabs(t);
+					}
+					double err = fabs(got[(size_t)n * OC + o] - e) / (m > 0 ? m : 1e-300);
+					worst = err > worst ? err : worst;
+					fails += !(err <= (C + 2) * 0x1p-24);
+					float one;
+					lp_cpu_matvec_variant(v, &one, x + (size_t)n * C,
+							(lp_weight){w + (size_t)o * C, LP_F32, 1, C}, 1, C, 1,
+							1.0f, 0.0f);
+					same &= memcmp(&one, &got[(size_t)n * OC + o], sizeof one) == 0;
+				}
+			free(w), free(x), free(got);
+		}
+	ok(fails == 0, "%s: f32 weights, f32-accurate (worst %.2g S)", name, worst);
+	ok(same, "%s: f32 weights, an output is bitwise the same computed alone", name);
+}
+
 static void check_variant(int v)
 {
 	const char *name = lp_cpu_matvec_variant_name(v);
@@ -118,7 +161,7 @@ static void check_variant(int v)
 				if (beta == 0)   /* beta 0: out is not read, garbage stays out */
 					for (size_t k = 0; k < (size_t)N * OC; k++)
 						p.got[k] = NAN;
-				lp_cpu_matvec_bf16_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, OC, C},
+				lp_cpu_matvec_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, OC, C},
 						N, C, OC, alpha, beta);
 				double eg, ee;
 				errors(&p, &eg, &ee);
@@ -141,13 +184,13 @@ static void check_variant(int v)
 	problem p;
 	float *init = lp_calloc(2 * 37, sizeof *init);
 	make(&p, 2, 100, 37, 1.0f, 0.0f, init);
-	lp_cpu_matvec_bf16_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, 37, 100},
+	lp_cpu_matvec_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, 37, 100},
 			2, 100, 37, 1.0f, 0.0f);
 	int same = 1;
 	for (int o = 0; o < 37; o++)
 		for (int n = 0; n < 2; n++) {
 			float one;
-			lp_cpu_matvec_bf16_variant(v, &one, p.x + (size_t)n * 100,
+			lp_cpu_matvec_variant(v, &one, p.x + (size_t)n * 100,
 					(lp_weight){p.w + (size_t)o * 100, LP_BF16, 1, 100}, 1, 100, 1,
 					1.0f, 0.0f);
 			same &= memcmp(&one, &p.got[(size_t)n * 37 + o], sizeof one) == 0;
@@ -161,7 +204,7 @@ static void check_variant(int v)
 	p.x[100 + 5] = NAN;         /* row n=1: NaN */
 	for (int o = 0; o < 37; o++)
 		p.w[(size_t)o * 100 + 3] = o == 7 ? 0 : lp_f32_to_bf16(o % 2 ? 1.0f : -1.0f);
-	lp_cpu_matvec_bf16_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, 37, 100},
+	lp_cpu_matvec_variant(v, p.got, p.x, (lp_weight){p.w, LP_BF16, 37, 100},
 			2, 100, 37, 1.0f, 0.0f);
 	int nf = 1;
 	for (int o = 0; o < 37; o++) {
@@ -175,6 +218,7 @@ static void check_variant(int v)
 	ok(nf, "%s: inf and NaN inputs give inf and NaN outputs", name);
 	drop(&p);
 	free(init);
+	check_f32(v);
 }
 
 static double seconds(clockid_t clock)
@@ -212,7 +256,7 @@ static int bench(int OC, int C, int N, int reps)
 			if (v < 0)
 				convert_gemm(out, x, w, wf, N, C, OC);
 			else
-				lp_cpu_matvec_bf16_variant(v, out, x, (lp_weight){w, LP_BF16, OC, C}, N,
+				lp_cpu_matvec_variant(v, out, x, (lp_weight){w, LP_BF16, OC, C}, N,
 						C, OC, 1.0f, 0.0f);
 		}
 		double dt = (seconds(CLOCK_PROCESS_CPUTIME_ID) - t0) / reps;

@@ -1,6 +1,6 @@
-/* matvec_bf16.c: out[N,OC] = beta * out + alpha * inp[N,C] @ W^T for a bf16
- * weight W (OC,C) and few rows N (decoding: one row per sequence), read
- * straight from bf16.
+/* matvec.c: out[N,OC] = beta * out + alpha * inp[N,C] @ W^T for a bf16 or
+ * f32 weight W (OC,C) and few rows N (decoding: one row per sequence), W
+ * read once, bf16 straight as stored.
  *
  * matmul.c's general path converts W to f32 in blocks and calls GEMM: for
  * N = 1 that writes and reads again 4 bytes per weight where 2 would do,
@@ -23,12 +23,16 @@
  * which runs 512-bit operations as two halves): decoding reads W from
  * memory, and avx2 streamed it fastest (20-27 GB/s per core against
  * 16-25 for avx512 and 10-19 for avx512bf16, which needs three VDPBF16PS
- * per 32 weights to keep f32 accuracy); t/unit/matvec_bf16 --bench
+ * per 32 weights to keep f32 accuracy); t/unit/matvec --bench
  * measures it on another machine.
  * $LP_CPU_MATVEC names one to use instead (benchmarks, tests), or "off"
  * for matmul.c's conversion path; naming one the CPU lacks is an error.
  * Each variant computes each output element alone in a fixed order, so
- * results never depend on the thread count. */
+ * results never depend on the thread count, nor on N or on the other rows
+ * of inp: a row of a batch of sequences decoded together gets the same
+ * bits as the sequence decoded alone (gen --batch-size). f32 weights
+ * take this path for that, where BLAS would not promise it; f16 weights
+ * keep matmul.c's conversion path. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +53,8 @@ typedef struct {
 	void (*prep)(void *xp, const float *x, int C);
 	/* W[row] . x, w the row (C bf16) */
 	float (*dot)(const uint16_t *w, const void *xp, const float *x, int C);
+	/* the same for an f32 row, on x as it is */
+	float (*dot_f32)(const float *w, const float *x, int C);
 } variant;
 
 /* ---- scalar ---- */
@@ -70,7 +76,62 @@ static float dot_scalar(const uint16_t *w, const void *xp, const float *x, int C
 	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+static float dot_f32_scalar(const float *w, const float *x, int C)
+{
+	float s[8] = {0};
+	int i = 0;
+	for (; i + 8 <= C; i += 8)
+		for (int j = 0; j < 8; j++)
+			s[j] += w[i + j] * x[i + j];
+	for (int j = 0; i < C; i++, j++)
+		s[j] += w[i] * x[i];
+	return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 #ifdef HAVE_X86
+
+/* f32 rows: four accumulators of 8 (avx2) or 16 (avx512) lanes. */
+__attribute__((target("avx2,fma")))
+static float dot_f32_avx2(const float *w, const float *x, int C)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 32 <= C; i += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+	}
+	for (; i + 8 <= C; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+	__m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+	__m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	float t = _mm_cvtss_f32(s);
+	for (; i < C; i++)
+		t += w[i] * x[i];
+	return t;
+}
+
+__attribute__((target("avx512f")))
+static float dot_f32_avx512(const float *w, const float *x, int C)
+{
+	__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+	int i = 0;
+	for (; i + 64 <= C; i += 64) {
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+		a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+		a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+		a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+	}
+	for (; i + 16 <= C; i += 16)
+		a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+	float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+	for (; i < C; i++)
+		t += w[i] * x[i];
+	return t;
+}
 
 /* The tail past the last whole block, added after the vector lanes. */
 static inline float tail_dot(const uint16_t *w, const float *x, int i, int C)
@@ -264,11 +325,11 @@ static float dot_bf16(const uint16_t *w, const void *xp, const float *x, int C)
 
 static const variant variants[] = {
 #ifdef HAVE_X86
-	{"avx2", has_avx2, prep_bytes_f32, prep_avx2, dot_avx2},
-	{"avx512", has_avx512, prep_bytes_f32, prep_avx512, dot_avx512},
-	{"avx512bf16", has_avx512bf16, prep_bytes_bf16, prep_bf16, dot_bf16},
+	{"avx2", has_avx2, prep_bytes_f32, prep_avx2, dot_avx2, dot_f32_avx2},
+	{"avx512", has_avx512, prep_bytes_f32, prep_avx512, dot_avx512, dot_f32_avx512},
+	{"avx512bf16", has_avx512bf16, prep_bytes_bf16, prep_bf16, dot_bf16, dot_f32_avx512},
 #endif
-	{"scalar", always, prep_none, prep_copy, dot_scalar},
+	{"scalar", always, prep_none, prep_copy, dot_scalar, dot_f32_scalar},
 };
 #define NVARIANTS ((int)(sizeof(variants) / sizeof(variants[0])))
 
@@ -329,23 +390,25 @@ const char *lp_cpu_matvec_name(void)
  * half the rate. */
 #define TASK_ROWS 32
 
-void lp_cpu_matvec_bf16_variant(int v, float *out, const float *inp, lp_weight W, int N,
+void lp_cpu_matvec_variant(int v, float *out, const float *inp, lp_weight W, int N,
 		int C, int OC, float alpha, float beta)
 {
 	const variant *va = &variants[v];
-	size_t stride = (va->prep_bytes(C) + 63) & ~(size_t)63;
+	int f32 = W.dtype == LP_F32;
+	size_t stride = f32 ? 0 : (va->prep_bytes(C) + 63) & ~(size_t)63;
 	char *xp = stride ? lp_cpu_scratch(stride * (size_t)N) : NULL;
-	for (int n = 0; n < N; n++)
+	for (int n = 0; n < N && !f32; n++)
 		va->prep(xp + stride * (size_t)n, inp + (size_t)n * C, C);
-	const uint16_t *w = W.data;
 	int ntasks = (OC + TASK_ROWS - 1) / TASK_ROWS;
 	#pragma omp parallel for schedule(static) if ((long)OC * C * N >= (1L << 15))
 	for (int t = 0; t < ntasks; t++) {
 		int r0 = t * TASK_ROWS, r1 = r0 + TASK_ROWS < OC ? r0 + TASK_ROWS : OC;
 		for (int r = r0; r < r1; r++)
 			for (int n = 0; n < N; n++) {
-				float d = va->dot(w + (size_t)r * C, xp + stride * (size_t)n,
-						inp + (size_t)n * C, C);
+				const float *x = inp + (size_t)n * C;
+				float d = f32 ? va->dot_f32((const float *)W.data + (size_t)r * C, x, C)
+					: va->dot((const uint16_t *)W.data + (size_t)r * C,
+							xp + stride * (size_t)n, x, C);
 				float *o = out + (size_t)n * OC + r;
 				*o = beta != 0.0f ? beta * *o + alpha * d : alpha * d;
 			}
@@ -353,12 +416,12 @@ void lp_cpu_matvec_bf16_variant(int v, float *out, const float *inp, lp_weight W
 	free(xp);
 }
 
-int lp_cpu_matvec_bf16(float *out, const float *inp, lp_weight W, int N, int C, int OC,
+int lp_cpu_matvec(float *out, const float *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta)
 {
 	int v = choose();
-	if (v == NVARIANTS)
+	if (v == NVARIANTS || (W.dtype != LP_BF16 && W.dtype != LP_F32))
 		return 0;
-	lp_cpu_matvec_bf16_variant(v, out, inp, W, N, C, OC, alpha, beta);
+	lp_cpu_matvec_variant(v, out, inp, W, N, C, OC, alpha, beta);
 	return 1;
 }
