@@ -277,6 +277,36 @@ test_expect_success SHARED_DATA 'MSRA texts: pt blocks with LLaMA and Chinese-LL
 		"--mode pt -b 100 --keep-tail" "pt --block-size 100 --keep-tail"
 '
 
+# For a BPE model with byte fallback tok expands runs of unknown
+# characters into byte pieces itself (libcommon/text/spm.cc);
+# LP_SPM_PLAIN=1 leaves it to the library. Both must write the same bytes,
+# and equal the Python rule, on text made of what the vocabulary lacks.
+test_expect_success MODELS 'byte fallback: the same bytes as the library, on unknown characters' '
+	$PYTHON - >unk.jsonl <<-\EOF &&
+	import json, random
+	r = random.Random(7)
+	pools = ["\U00020000\U0002a6d6\U0002f800", "😀🙈🇨🇳👨‍👩‍👧", "\u0001\u001f\u007f",
+	         "<0x41><0xFF>", "ÿþ\u00ad", "龘𠀋鿿", "the of", "  \t\n", "\ufffd\ue000"]
+	for i in range(400):
+	    print(json.dumps({"text": "".join(r.choice(r.choice(pools)) for _ in range(r.randint(0, 60)))},
+	                     ensure_ascii=i % 2 == 0))
+	EOF
+	for recs in unk.jsonl text.jsonl; do
+		tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >fast.fr &&
+		LP_SPM_PLAIN=1 tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >plain.fr &&
+		cmp fast.fr plain.fr || return 1
+	done &&
+	check_tok unk bpe.model unk.jsonl "--mode pt --keep-tail -b 64" "pt --block-size 64 --keep-tail"
+'
+
+test_expect_success SHARED_DATA 'byte fallback: the same bytes as the library on MSRA, both tokenizers' '
+	for m in "$LLAMA" "$SHARED_DATA/chinese-llama/chinese_sp.model"; do
+		tok -q -m "$m" --mode pt "$MSRA" >fast.fr &&
+		LP_SPM_PLAIN=1 tok -q -m "$m" --mode pt "$MSRA" >plain.fr &&
+		cmp fast.fr plain.fr || return 1
+	done
+'
+
 # tok reads the next batch (2048 records) while the last one is encoded:
 # 9000 records in three files make batches that span files; every thread
 # count writes the same bytes, equal to the rule over the concatenation.

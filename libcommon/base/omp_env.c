@@ -11,10 +11,12 @@
  * constructor sets it and runs the program again (execv of /proc/self/exe
  * with the same arguments). When the execv fails the program carries on
  * with libgomp's default. A user's OMP_WAIT_POLICY, whatever it says, is
- * left alone. */
+ * left alone. Under valgrind, whose /proc/self/exe is valgrind itself and
+ * whose children run unwatched, nothing is done. */
 #include "base/common.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Called by lp_init() so that every program links this file. */
@@ -27,7 +29,10 @@ void lp_omp_env_link(void)
 static void passive_wait(int argc, char **argv, char **envp)
 {
 	(void)envp;
+	const char *preload = getenv("LD_PRELOAD");
 	if (argc < 1 || !argv || !argv[0] || getenv("OMP_WAIT_POLICY"))
+		return;
+	if (preload && strstr(preload, "vgpreload"))
 		return;
 	if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0)
 		execv("/proc/self/exe", argv);
