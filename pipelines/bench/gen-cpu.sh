@@ -12,7 +12,9 @@
 # prompts of PROMPT/4 random ids, NEW tokens each, on the bf16 model, one
 # at a time and with --batch-size BATCH: tokens per second of the whole
 # runs (loading, prefill and decoding), their ratio, and whether the
-# outputs are the same bytes.
+# outputs are the same bytes; and transformers' generate() over the same
+# prompts at once, left-padded with an attention mask (inside one process,
+# loading excluded), with how many of gen's ids it gives too.
 #
 #   sh pipelines/bench/gen-cpu.sh
 #   HIDDEN=1024 LAYERS=4 THREADS=8 PROMPT=512 NEW=64 sh pipelines/bench/gen-cpu.sh
@@ -186,3 +188,14 @@ printf "%-28s %12.1f %12.2f %12.2f\n" "gen, one at a time" "$(awk -v t="$tot" -v
 printf "%-28s %12.1f %12.2f %12.2f\n" "gen --batch-size $BATCH" "$(awk -v t="$tot" -v w="$wb" 'BEGIN { print t / w }')" "$wb" "$cb"
 awk -v a="$w1" -v b="$wb" -v c="$c1" -v d="$cb" -v s="$same" 'BEGIN {
 	printf "%-28s %11.2fx %12s %11.2fx   same output: %s\n", "  ratio batched / one", a / b, "", c / d, s }'
+sed 's/.*"input_ids":\[\([^]]*\)\].*/\1/; s/,/ /g' "$work/batch.jsonl" >"$work/batch.ids"
+r=$("$PY" pipelines/bench/gen_ref_bench.py batch "$work/m/bf16" "$work/batch.ids" --threads "$THREADS" \
+	--new "$NEW" --repeat "$REPEAT" --ids-out "$work/hf.batch" 2>/dev/null)
+sed 's/.*"ids":\[\([^]]*\)\].*/\1/; s/,/ /g' "$work/batch.$BATCH" >"$work/gen.batch"
+agree=$(awk 'NR == FNR { a[FNR] = $0; next } { n = split(a[FNR], x); split($0, y); k = 0
+	while (k < n && x[k + 1] == y[k + 1]) k++; s += k; t += n } END { print s "/" t }' \
+	"$work/gen.batch" "$work/hf.batch")
+printf "%-28s %12.1f %12.2f %12.2f   same ids as gen: %s\n" "transformers $(json "$r" dtype), batch $BATCH" \
+	"$(json "$r" tok_s)" "$(json "$r" wall_s)" "$(json "$r" cpu_s)" "$agree"
+awk -v g="$wb" -v h="$(json "$r" wall_s)" -v c="$cb" -v d="$(json "$r" cpu_s)" 'BEGIN {
+	printf "%-28s %11.2fx %12s %11.2fx\n", "  ratio gen / transformers", h / g, "", d / c }'
