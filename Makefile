@@ -117,7 +117,7 @@ $(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a $(O)/libbase.a
 
 # C unit tests: one binary per t/unit/*.c, run by the t/*.t that names it.
 # Those that compute link the kernels too.
-KERNEL_UNITS := kernels_cpu llama_logits comm
+KERNEL_UNITS := kernels_cpu llama_logits comm matvec
 $(foreach u,$(KERNEL_UNITS),$(eval $(O)/t/$(u): $(O)/libkernels.a))
 $(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)

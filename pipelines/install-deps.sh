@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 DEBS="build-essential pkg-config libsentencepiece-dev sentencepiece libjq-dev jq
 libxxhash-dev libzstd-dev zstd libopenblas-dev mandoc python3 python3-venv
-gnuplot-nox openmpi-bin libopenmpi-dev"
+gnuplot-nox openmpi-bin libopenmpi-dev time"
 
 missing=
 for p in $DEBS; do

@@ -277,6 +277,53 @@ test_expect_success SHARED_DATA 'MSRA texts: pt blocks with LLaMA and Chinese-LL
 		"--mode pt -b 100 --keep-tail" "pt --block-size 100 --keep-tail"
 '
 
+# For a BPE model with byte fallback tok expands runs of unknown
+# characters into byte pieces itself (libcommon/text/spm.cc);
+# LP_SPM_PLAIN=1 leaves it to the library. Both must write the same bytes,
+# and equal the Python rule, on text made of what the vocabulary lacks.
+test_expect_success MODELS 'byte fallback: the same bytes as the library, on unknown characters' '
+	$PYTHON - >unk.jsonl <<-\EOF &&
+	import json, random
+	r = random.Random(7)
+	pools = ["\U00020000\U0002a6d6\U0002f800", "😀🙈🇨🇳👨‍👩‍👧", "\u0001\u001f\u007f",
+	         "<0x41><0xFF>", "ÿþ\u00ad", "龘𠀋鿿", "the of", "  \t\n", "\ufffd\ue000"]
+	for i in range(400):
+	    print(json.dumps({"text": "".join(r.choice(r.choice(pools)) for _ in range(r.randint(0, 60)))},
+	                     ensure_ascii=i % 2 == 0))
+	EOF
+	for recs in unk.jsonl text.jsonl; do
+		tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >fast.fr &&
+		LP_SPM_PLAIN=1 tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >plain.fr &&
+		cmp fast.fr plain.fr || return 1
+	done &&
+	check_tok unk bpe.model unk.jsonl "--mode pt --keep-tail -b 64" "pt --block-size 64 --keep-tail"
+'
+
+test_expect_success SHARED_DATA 'byte fallback: the same bytes as the library on MSRA, both tokenizers' '
+	for m in "$LLAMA" "$SHARED_DATA/chinese-llama/chinese_sp.model"; do
+		tok -q -m "$m" --mode pt "$MSRA" >fast.fr &&
+		LP_SPM_PLAIN=1 tok -q -m "$m" --mode pt "$MSRA" >plain.fr &&
+		cmp fast.fr plain.fr || return 1
+	done
+'
+
+# tok reads the next batch (2048 records) while the last one is encoded:
+# 9000 records in three files make batches that span files; every thread
+# count writes the same bytes, equal to the rule over the concatenation.
+test_expect_success SHARED_DATA 'MSRA x9 in three files: pt blocks equal the rule, 1-3 threads' '
+	cat "$MSRA" "$MSRA" "$MSRA" >m3.jsonl &&
+	cat m3.jsonl m3.jsonl m3.jsonl >m9.jsonl &&
+	for j in 1 2 3; do
+		tok -q -j $j -m "$LLAMA" --mode pt m3.jsonl m3.jsonl m3.jsonl >m9.$j.fr || return 1
+	done &&
+	cmp m9.1.fr m9.2.fr && cmp m9.1.fr m9.3.fr &&
+	tok -q -j 2 -m "$LLAMA" --mode pt <m9.jsonl >m9.stdin.fr &&
+	cmp m9.1.fr m9.stdin.fr &&
+	tok --dump m9.1.fr >m9.got &&
+	$PYTHON ref.py "$LLAMA" pt <m9.jsonl >m9.want &&
+	test_cmp m9.want m9.got
+'
+
 test_expect_success SHARED_DATA 'MSRA through mkinstr, when it is built' '
 	if test -x "$LP_BIN/mkinstr"; then
 		mkinstr <"$MSRA" >mk.jsonl 2>/dev/null &&

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/cli.h"
@@ -36,6 +37,7 @@ static const char usage[] =
 	"  -i, --interactive        chat on the terminal; Ctrl-C stops an answer\n"
 	"      --score              score each record's output under teacher forcing\n"
 	"      --keep-input         copy each input record into the output as \"input\"\n"
+	"  -b, --batch-size N       generate for N records at a time (default 1)\n"
 	"      --ids                add the generated token ids to the output\n"
 	"      --skip-bad           skip bad records, counting them, instead of failing\n"
 	"      --no-generation-config  ignore DIR/generation_config.json\n"
@@ -59,13 +61,20 @@ static const char usage[] =
 enum { OPT_SYSTEM = 256, OPT_WITH_PROMPT, OPT_SCORE, OPT_KEEP, OPT_IDS, OPT_SKIP_BAD,
 	OPT_NO_GENCFG, OPT_DEVICE, OPT_DTYPE, OPT_CONTROL };
 
+/* Records generated for together (--batch-size), and the rows (beams,
+ * sequences) of all of them: the CPU backend computes up to 32 rows of a
+ * step each on its own (kernels/cpu/matvec.c), so that a record gets the
+ * same bits as alone; a batch that would pass 32 rows is cut before. */
+#define MAX_BATCH 256
+#define MAX_BATCH_ROWS 32
+
 static struct {
 	const char *model_dir, *tokenizer, *template_name, *system;
 	const char **adapters;
 	int n_adapters;
 	int with_prompt, interactive, score, keep_input, no_gencfg, output_ids, skip_bad, quiet;
-	int device, act_dtype;
-} opt = {.template_name = "alpaca", .act_dtype = LP_BF16};
+	int device, act_dtype, batch_size;
+} opt = {.template_name = "alpaca", .act_dtype = LP_BF16, .batch_size = 1};
 
 static lp_gen_config cfg;
 static struct { const char *name, *value; } *ctl; /* controls from the command line */
@@ -91,6 +100,7 @@ static struct option *build_options(void)
 		{"interactive", no_argument, 0, 'i'},
 		{"score", no_argument, 0, OPT_SCORE},
 		{"keep-input", no_argument, 0, OPT_KEEP},
+		{"batch-size", required_argument, 0, 'b'},
 		{"ids", no_argument, 0, OPT_IDS},
 		{"skip-bad", no_argument, 0, OPT_SKIP_BAD},
 		{"no-generation-config", no_argument, 0, OPT_NO_GENCFG},
@@ -162,7 +172,7 @@ static void parse_args(int argc, char **argv)
 	static struct option *o; /* kept: getopt may point into it */
 	int c;
 	o = build_options();
-	static const char shortopts[] = "M:A:m:t:d:iqhV";
+	static const char shortopts[] = "M:A:m:t:d:b:iqhV";
 	while ((c = getopt_long(argc, argv, shortopts, o, NULL)) != -1) {
 		switch (c) {
 		case 'M': opt.model_dir = optarg; break;
@@ -177,6 +187,7 @@ static void parse_args(int argc, char **argv)
 		case 'i': opt.interactive = 1; break;
 		case OPT_SCORE: opt.score = 1; break;
 		case OPT_KEEP: opt.keep_input = 1; break;
+		case 'b': opt.batch_size = lp_parse_int("--batch-size", optarg, 1, MAX_BATCH); break;
 		case OPT_IDS: opt.output_ids = 1; break;
 		case OPT_SKIP_BAD: opt.skip_bad = 1; break;
 		case OPT_NO_GENCFG: opt.no_gencfg = 1; break;
@@ -208,6 +219,9 @@ static void parse_args(int argc, char **argv)
 	if (opt.interactive && optind < argc)
 		lp_usage_error("--interactive reads the terminal, not '%s' (without -i, gen "
 				"reads records from files)", argv[optind]);
+	if (opt.batch_size > 1 && (opt.interactive || opt.score))
+		lp_usage_error("--batch-size goes with generating from records, not with --%s",
+				opt.interactive ? "interactive" : "score");
 }
 
 /* ---- the model and its tokenizer ---- */
@@ -448,6 +462,69 @@ static jv output_object(const lp_gen_output *o, int beams)
 
 static uint64_t n_records, n_tokens, n_bad;
 
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Records read and waiting to be generated for, up to --batch-size. */
+static struct {
+	int32_t *ids[MAX_BATCH];
+	int n[MAX_BATCH];
+	jv rec[MAX_BATCH];
+	char *where[MAX_BATCH];
+	int count, rows;
+} pending;
+
+/* Generate for the pending records together and print their outputs in
+ * input order. */
+static void flush_pending(void)
+{
+	int count = pending.count, rows = 0, longest = 1, context = 2;
+	if (!count)
+		return;
+	for (int p = 0; p < count; p++) {
+		int r, max_len;
+		lp_generate_needs(&cfg, pending.n[p], (int)model.cfg.max_pos, &r, &max_len);
+		rows += r;
+		longest = pending.n[p] > longest ? pending.n[p] : longest;
+		max_len = max_len > pending.n[p] ? max_len : pending.n[p] + 1;
+		context = max_len > context ? max_len : context;
+	}
+	need_state(rows, longest, context, 0);
+	lp_generator g = {&model, &state, tok, &cfg, NULL, NULL, NULL};
+	lp_gen_output *out[MAX_BATCH];
+	int nout[MAX_BATCH], failed;
+	char err[512];
+	if (lp_generate_batch(&g, (const int32_t *const *)pending.ids, pending.n, count, out, nout,
+				&failed, err, sizeof err) != 0)
+		lp_die(pending.where[failed], "%s", err);
+	for (int p = 0; p < count; p++) {
+		jv r = output_object(&out[p][0], cfg.num_beams > 1);
+		if (nout[p] > 1) {
+			jv all = jv_array();
+			for (int i = 0; i < nout[p]; i++)
+				all = jv_array_append(all, output_object(&out[p][i], cfg.num_beams > 1));
+			r = jv_object_set(r, jv_string("sequences"), all);
+		}
+		r = jv_object_set(r, jv_string("prompt_tokens"), jv_number((double)pending.n[p]));
+		if (opt.keep_input)
+			r = jv_object_set(r, jv_string("input"), jv_copy(pending.rec[p]));
+		lp_jsonl_print(stdout, r);
+		n_records++;
+		for (int i = 0; i < nout[p]; i++)
+			n_tokens += out[p][i].n;
+		lp_gen_outputs_free(out[p], nout[p]);
+		free(pending.ids[p]);
+		jv_free(pending.rec[p]);
+		free(pending.where[p]);
+	}
+	pending.count = 0;
+	pending.rows = 0;
+}
+
 static void generate_record(lp_jsonl *j, jv rec)
 {
 	int32_t *ids = NULL;
@@ -464,29 +541,16 @@ static void generate_record(lp_jsonl *j, jv rec)
 	}
 	int rows, max_len;
 	lp_generate_needs(&cfg, (int)n, (int)model.cfg.max_pos, &rows, &max_len);
-	need_state(rows, (int)n, max_len > (int)n ? max_len : (int)n + 1, 0);
-	lp_generator g = {&model, &state, tok, &cfg, NULL, NULL, NULL};
-	lp_gen_output *out;
-	int nout;
-	char err[512];
-	if (lp_generate(&g, ids, (int)n, &out, &nout, err, sizeof err) != 0)
-		lp_die(lp_jsonl_where(j), "%s", err);
-	jv r = output_object(&out[0], cfg.num_beams > 1);
-	if (nout > 1) {
-		jv all = jv_array();
-		for (int i = 0; i < nout; i++)
-			all = jv_array_append(all, output_object(&out[i], cfg.num_beams > 1));
-		r = jv_object_set(r, jv_string("sequences"), all);
-	}
-	r = jv_object_set(r, jv_string("prompt_tokens"), jv_number((double)n));
-	if (opt.keep_input)
-		r = jv_object_set(r, jv_string("input"), jv_copy(rec));
-	lp_jsonl_print(stdout, r);
-	n_records++;
-	for (int i = 0; i < nout; i++)
-		n_tokens += out[i].n;
-	lp_gen_outputs_free(out, nout);
-	free(ids);
+	if (pending.count && pending.rows + rows > MAX_BATCH_ROWS)
+		flush_pending();
+	pending.rows += rows;
+	int k = pending.count++;
+	pending.ids[k] = ids;
+	pending.n[k] = (int)n;
+	pending.rec[k] = jv_copy(rec);
+	pending.where[k] = lp_strdup(lp_jsonl_where(j));
+	if (pending.count == opt.batch_size)
+		flush_pending();
 }
 
 /* --score: log p(output + eos | prompt), as the SFT loss counts it. */
@@ -642,6 +706,7 @@ int main(int argc, char **argv)
 		chat();
 	} else {
 		lp_stdout_jsonl();
+		double t0 = now_seconds();
 		int nfiles = argc - optind;
 		for (int f = 0; f < (nfiles ? nfiles : 1); f++) {
 			lp_reader *r = lp_reader_open(nfiles ? argv[optind + f] : NULL);
@@ -659,10 +724,13 @@ int main(int argc, char **argv)
 			lp_jsonl_done(&j);
 			lp_reader_close(r);
 		}
+		flush_pending();
+		double secs = now_seconds() - t0;
 		if (!opt.quiet)
-			lp_info("%llu records, %llu tokens %s; %llu bad records skipped",
-					(unsigned long long)n_records, (unsigned long long)n_tokens,
-					opt.score ? "scored" : "generated", (unsigned long long)n_bad);
+			lp_info("%llu records, %llu tokens %s; %llu bad records skipped; "
+					"%.2f s, %.1f tokens/s", (unsigned long long)n_records,
+					(unsigned long long)n_tokens, opt.score ? "scored" : "generated",
+					(unsigned long long)n_bad, secs, secs > 0 ? n_tokens / secs : 0);
 	}
 	if (state_rows)
 		lp_llama_state_free(&state);

@@ -6,9 +6,10 @@
  *   ids   {"text"} records -> one JSONL {"input_ids":[...]} per record
  *   --dump    frames -> JSONL;  --decode  ids -> {"text"}
  *
- * Records are read in batches; each batch is encoded by all threads
- * (OpenMP), then written in input order by this thread, so the output does
- * not depend on the number of threads. */
+ * Records are read in batches. A full batch is encoded by OpenMP tasks
+ * while this thread reads the next one; then this thread waits for those
+ * tasks and writes the batch in input order, so reading, encoding and
+ * writing overlap and the output does not depend on the number of threads. */
 #include <errno.h>
 #include <getopt.h>
 #include <omp.h>
@@ -44,15 +45,30 @@ static struct {
 	.template_name = LP_TEMPLATE_DEFAULT, .max_len = 512, .block_size = 512,
 };
 
+/* Where an item was read: formatted only for a message. */
+typedef struct {
+	size_t name;              /* index in run.names */
+	uint64_t pos;             /* line, or element of an array */
+	int is_array;
+} lp_tok_where;
+
+/* A batch of records: text = sft prompt or text; target = sft output. */
+typedef struct {
+	lp_tok_item *items;
+	lp_tok_where *where;
+	size_t n, cap_items, cap_where, bytes;
+} lp_tok_batch;
+
 /* The run: model, output and counters. */
 static struct {
 	lp_spm *spm;
 	lp_template *tpl;
 	int bos, eos;
 	lp_frame_writer *w;
-	lp_tok_item *items;       /* the batch: text = sft prompt or text; target = sft output */
-	char **where;             /* file:line of each item */
-	size_t nitems, cap_items, cap_where, batch_bytes;
+	lp_tok_batch batch[2];    /* batch[cur] is being read, batch[!cur] encoded */
+	int cur;
+	char **names;             /* input names, for where */
+	size_t nnames, cap_names;
 	int32_t *labels;          /* sft: scratch */
 	size_t labels_cap;
 	int32_t *pt;              /* pt: tokens not yet in a block */
@@ -319,26 +335,44 @@ static void emit(const lp_tok_item *it)
 	}
 }
 
-/* Encode the batch on all threads, then write it in input order. */
-static void flush_batch(void)
+/* Wait for the encoding of the batch in flight, then write it in input
+ * order. */
+static void finish_batch(void)
 {
-	int bos = opt.mode == MODE_IDS && !opt.bos ? -1 : run.bos;
-	int eos = opt.mode == MODE_SFT || (opt.mode == MODE_IDS && opt.eos) ? run.eos : -1;
-	long bad = lp_tok_encode_batch(run.spm, run.items, run.nitems, bos, eos);
-	if (bad >= 0)
-		lp_die(run.where[bad], "%s", run.items[bad].err);
-	for (size_t i = 0; i < run.nitems; i++) {
-		lp_tok_item *it = &run.items[i];
+	lp_tok_batch *b = &run.batch[!run.cur];
+	if (!b->n)
+		return;
+	#pragma omp taskwait
+	long bad = lp_tok_first_error(b->items, b->n);
+	if (bad >= 0) {
+		const lp_tok_where *w = &b->where[bad];
+		char at[4200];
+		snprintf(at, sizeof at, w->is_array ? "%s: element %llu" : "%s:%llu",
+				run.names[w->name], (unsigned long long)w->pos);
+		lp_die(at, "%s", b->items[bad].err);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		lp_tok_item *it = &b->items[i];
 		run.nenc += it->nenc;
 		run.nchars += it->nchars;
 		emit(it);
 		free(it->text);
 		free(it->target);
 		free(it->ids);
-		free(run.where[i]);
 	}
-	run.nitems = 0;
-	run.batch_bytes = 0;
+	b->n = 0;
+	b->bytes = 0;
+}
+
+/* Write the batch in flight, then start encoding the one just read. */
+static void submit_batch(void)
+{
+	int bos = opt.mode == MODE_IDS && !opt.bos ? -1 : run.bos;
+	int eos = opt.mode == MODE_SFT || (opt.mode == MODE_IDS && opt.eos) ? run.eos : -1;
+	finish_batch();
+	lp_tok_batch *b = &run.batch[run.cur];
+	lp_tok_encode_tasks(run.spm, b->items, b->n, bos, eos);
+	run.cur = !run.cur;
 }
 
 static void tokenize_input(const char *path)
@@ -347,6 +381,8 @@ static void tokenize_input(const char *path)
 	lp_jsonl j;
 	jv rec;
 	lp_jsonl_init(&j, r, opt.skip_bad);
+	lp_grow((void **)&run.names, &run.cap_names, run.nnames + 1, sizeof *run.names);
+	run.names[run.nnames++] = lp_strdup(lp_reader_name(r));
 	while (lp_jsonl_next(&j, &rec)) {
 		if (jv_get_kind(rec) != JV_KIND_OBJECT) {
 			lp_jsonl_bad(&j, "record is a JSON %s, not an object",
@@ -363,16 +399,17 @@ static void tokenize_input(const char *path)
 			}
 			check_mode(1);
 		}
-		lp_grow((void **)&run.items, &run.cap_items, run.nitems + 1, sizeof *run.items);
-		lp_grow((void **)&run.where, &run.cap_where, run.nitems + 1, sizeof *run.where);
-		lp_tok_item *it = &run.items[run.nitems];
+		lp_tok_batch *b = &run.batch[run.cur];
+		lp_grow((void **)&b->items, &b->cap_items, b->n + 1, sizeof *b->items);
+		lp_grow((void **)&b->where, &b->cap_where, b->n + 1, sizeof *b->where);
+		lp_tok_item *it = &b->items[b->n];
 		if (take_record(&j, rec, it)) {
-			run.where[run.nitems] = lp_strdup(lp_jsonl_where(&j));
+			b->where[b->n] = (lp_tok_where){run.nnames - 1, j.where, j.is_array};
 			run.records++;
-			run.nitems++;
-			run.batch_bytes += strlen(it->text) + (it->target ? strlen(it->target) : 0);
-			if (run.nitems >= BATCH_RECORDS || run.batch_bytes >= BATCH_BYTES)
-				flush_batch();
+			b->n++;
+			b->bytes += strlen(it->text) + (it->target ? strlen(it->target) : 0);
+			if (b->n >= BATCH_RECORDS || b->bytes >= BATCH_BYTES)
+				submit_batch();
 		}
 		jv_free(rec);
 	}
@@ -383,7 +420,8 @@ static void tokenize_input(const char *path)
 
 static void finish_tokenize(void)
 {
-	flush_batch();
+	submit_batch();
+	finish_batch();
 	if (opt.mode == MODE_PT && run.pt_n) {
 		if (opt.keep_tail)
 			write_example(run.pt, run.pt, run.pt_n);
@@ -582,10 +620,23 @@ int main(int argc, char **argv)
 		lp_die("--template", "%s", err);
 	if (opt.mode != MODE_AUTO)
 		check_mode(0);
-	for (int i = 0; i < (nfiles ? nfiles : 1); i++)
-		tokenize_input(nfiles ? files[i] : NULL);
-	finish_tokenize();
+	/* one thread reads and writes; the others, and it while it waits,
+	 * run the encoding tasks */
+	#pragma omp parallel
+	#pragma omp single
+	{
+		for (int i = 0; i < (nfiles ? nfiles : 1); i++)
+			tokenize_input(nfiles ? files[i] : NULL);
+		finish_tokenize();
+	}
 	report_tokenize();
+	for (size_t i = 0; i < run.nnames; i++)
+		free(run.names[i]);
+	free(run.names);
+	for (int k = 0; k < 2; k++) {
+		free(run.batch[k].items);
+		free(run.batch[k].where);
+	}
 	lp_template_free(run.tpl);
 	lp_spm_free(run.spm);
 	lp_close_stdout();

@@ -41,8 +41,8 @@ static int cpu_init(int device_index, int act_dtype, char *err, size_t errlen)
 	nthreads = want_threads();
 	omp_set_num_threads(nthreads);
 	lp_cpu_blas_single();   /* OpenMP threads call BLAS (gemm.c) */
-	snprintf(description, sizeof(description), "cpu (%d thread%s, openblas %s)",
-			nthreads, nthreads == 1 ? "" : "s", lp_cpu_blas_core());
+	snprintf(description, sizeof(description), "cpu (%d thread%s, openblas %s, bf16 %s)",
+			nthreads, nthreads == 1 ? "" : "s", lp_cpu_blas_core(), lp_cpu_matvec_name());
 	return 0;
 }
 

@@ -80,6 +80,22 @@ void lp_cpu_blas_single(void);
 /* The name of the kernels OpenBLAS chose for this processor. */
 const char *lp_cpu_blas_core(void);
 
+/* bf16 or f32 weights times few rows (matvec.c): out[N,OC] = beta * out
+ * + alpha * inp[N,C] @ W^T, W (OC,C), each output element computed alone
+ * (the same bits whatever N). The variant (avx2, avx512, avx512bf16,
+ * scalar) is chosen at run time; lp_cpu_matvec returns 0 without computing
+ * for other dtypes and when $LP_CPU_MATVEC is "off".
+ * lp_cpu_matvec_variant runs variant v, which must be supported. */
+#define LP_CPU_MATVEC_MAX_N 32
+int lp_cpu_matvec(float *out, const float *inp, lp_weight W, int N, int C, int OC,
+		float alpha, float beta);
+void lp_cpu_matvec_variant(int v, float *out, const float *inp, lp_weight W, int N,
+		int C, int OC, float alpha, float beta);
+int lp_cpu_matvec_variant_count(void);
+const char *lp_cpu_matvec_variant_name(int v);
+int lp_cpu_matvec_variant_supported(int v);
+const char *lp_cpu_matvec_name(void);   /* the one in use */
+
 /* ---- the ops (contracts in kernels.h) ---- */
 
 void lp_cpu_embedding_forward(void *out, const int32_t *ids, lp_weight wte, int N, int C);

@@ -3,7 +3,10 @@
  * A weight in bf16 or f16 is converted to f32 in blocks of rows (about
  * 4 MiB of f32 at a time) into scratch memory, and each block goes through
  * its own GEMM; nothing is cached between calls, so a weight may change
- * or be freed at any time. The blocks are fixed by the shapes alone. */
+ * or be freed at any time. The blocks are fixed by the shapes alone.
+ * A bf16 or f32 weight times at most LP_CPU_MATVEC_MAX_N rows (decoding)
+ * goes to matvec.c, which reads bf16 as it is and computes every output
+ * element alone, so that a row's result does not depend on the others. */
 #include <stdlib.h>
 
 #include "cpu.h"
@@ -25,6 +28,8 @@ void lp_cpu_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C
 {
 	lp_cpu_check_weight("matmul_forward", W, OC, C);
 	if (N <= 0 || OC <= 0)
+		return;
+	if (N <= LP_CPU_MATVEC_MAX_N && lp_cpu_matvec(out, inp, W, N, C, OC, alpha, beta))
 		return;
 	if (W.dtype == LP_F32) {
 		lp_cpu_gemm(0, 1, N, OC, C, alpha, inp, C, W.data, C, beta, out, OC);

@@ -42,6 +42,7 @@ void lp_init(const char *argv0)
 {
 	const char *s = strrchr(argv0, '/');
 	lp_prog = s ? s + 1 : argv0;
+	lp_omp_env_link();
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);

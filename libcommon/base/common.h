@@ -26,6 +26,8 @@ extern const char *lp_prog;
 /* Set the program name used in messages (basename of argv0). Installs
  * SIGINT/SIGTERM/SIGHUP/SIGPIPE handlers that remove pending temporaries. */
 void lp_init(const char *argv0);
+/* Links omp_env.c, which sets OMP_WAIT_POLICY=passive when it is unset. */
+void lp_omp_env_link(void);
 
 /* "prog: where: what\n" on stderr, then exit(1). where may be NULL.
  * Messages are always one line: control characters and bytes that are not

@@ -138,80 +138,169 @@ static void stream_row0(const lp_generator *g, const lp_search *s, int prompt_le
 	free(text);
 }
 
-int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_output **out,
-		int *nout, char *err, size_t errlen)
+/* The outputs of a finished search. */
+static void collect(const lp_generator *g, lp_search *s, const stop_ctx *sc, int n,
+		int max_len, lp_gen_output **out, int *nout)
+{
+	*nout = lp_search_nresults(s);
+	*out = lp_calloc(*nout, sizeof **out);
+	for (int i = 0; i < *nout; i++) {
+		lp_gen_output *o = &(*out)[i];
+		int k, eos;
+		const int32_t *ids = lp_search_result(s, i, &k, &o->score, &eos);
+		int keep = eos && k > 0 ? k - 1 : k;
+		o->ids = lp_malloc((keep + 1) * sizeof *o->ids);
+		memcpy(o->ids, ids, keep * sizeof *ids);
+		o->n = keep;
+		o->text = decode(g, o->ids, keep, &o->text_len);
+		o->finish = finish_reason(g, sc, ids, keep, eos, max_len - n);
+	}
+}
+
+/* How the batch's prompts are laid out over the state's rows: prompt p
+ * owns rows off[p] .. off[p] + rows[p] - 1 while it runs; finished
+ * prompts give their rows up. */
+typedef struct {
+	lp_search *s;
+	stop_ctx sc;
+	int rows, off, max_len, running;
+} job;
+
+int lp_generate_batch(const lp_generator *g, const int32_t *const *prompts, const int *ns,
+		int count, lp_gen_output **out, int *nout, int *failed, char *err, size_t errlen)
 {
 	const lp_llama *m = g->model;
 	lp_llama_state *st = g->state;
 	double start = now();
-	lp_search *s = lp_search_new(g->cfg, prompt, n, m->V, (int)m->cfg.max_pos, err, errlen);
-	if (!s)
-		return -1;
-	int rows = lp_search_rows(s), max_len = lp_search_max_length(s);
-	if (rows > st->B || n > st->T || max_len > st->Tmax) {
-		snprintf(err, errlen, "internal: state too small (%d rows, %d prompt, %d context)",
-				rows, n, max_len);
-		lp_search_free(s);
-		return -1;
-	}
-	stop_ctx sc = {g, n, g->cfg->max_time > 0 ? start + g->cfg->max_time : 0, 0, 0};
-	lp_search_set_stop(s, stop_check, &sc);
-
 	size_t V = m->V;
-	float *logits = lp_malloc(rows * V * sizeof *logits);
-	int32_t *parent = lp_malloc(rows * sizeof *parent), *token = lp_malloc(rows * sizeof *token);
-	int32_t *zeros = lp_calloc(rows, sizeof *zeros);
-
-	/* prefill row 0 with the prompt and give every row its cache */
-	lp_llama_reset(st);
-	lp_llama_forward(m, st, prompt, 1, n, logits);
-	for (int r = 1; r < rows; r++)
-		memcpy(logits + r * V, logits, V * sizeof *logits);
-	if (rows > 1)
-		lp_llama_reorder(m, st, zeros, rows);
-
-	size_t shown = 0;
-	int rc = 0;
-	for (;;) {
-		int done = lp_search_step(s, logits, parent, token);
-		if (done < 0) {
-			snprintf(err, errlen, "%s", lp_search_error(s));
+	job *jobs = lp_calloc(count, sizeof *jobs);
+	int total = 0, rc = 0, longest = 0;
+	*failed = -1;
+	for (int p = 0; p < count; p++) {
+		job *jb = &jobs[p];
+		jb->s = lp_search_new(g->cfg, prompts[p], ns[p], m->V, (int)m->cfg.max_pos, err,
+				errlen);
+		if (!jb->s) {
+			*failed = p;
 			rc = -1;
 			break;
 		}
-		if (g->stream && rows == 1)
-			stream_row0(g, s, n, &shown, done || lp_search_done(s));
-		if (done || lp_search_done(s))
+		jb->rows = lp_search_rows(jb->s);
+		jb->max_len = lp_search_max_length(jb->s);
+		jb->off = total;
+		jb->running = 1;
+		jb->sc = (stop_ctx){g, ns[p], g->cfg->max_time > 0 ? start + g->cfg->max_time : 0,
+			0, 0};
+		total += jb->rows;
+		longest = ns[p] > longest ? ns[p] : longest;
+		if (ns[p] > st->T || jb->max_len > st->Tmax) {
+			snprintf(err, errlen, "internal: state too small (%d prompt, %d context)",
+					ns[p], jb->max_len);
+			*failed = p;
+			rc = -1;
 			break;
-		int moved = 0;
-		for (int r = 0; r < rows; r++)
-			moved |= parent[r] != r;
-		if (moved)
-			lp_llama_reorder(m, st, parent, rows);
-		lp_llama_forward(m, st, token, rows, 1, logits);
-	}
-
-	if (rc == 0) {
-		*nout = lp_search_nresults(s);
-		*out = lp_calloc(*nout, sizeof **out);
-		for (int i = 0; i < *nout; i++) {
-			lp_gen_output *o = &(*out)[i];
-			int k, eos;
-			const int32_t *ids = lp_search_result(s, i, &k, &o->score, &eos);
-			int keep = eos && k > 0 ? k - 1 : k;
-			o->ids = lp_malloc((keep + 1) * sizeof *o->ids);
-			memcpy(o->ids, ids, keep * sizeof *ids);
-			o->n = keep;
-			o->text = decode(g, o->ids, keep, &o->text_len);
-			o->finish = finish_reason(g, &sc, ids, keep, eos, max_len - n);
 		}
 	}
+	if (rc == 0 && total > st->B) {
+		snprintf(err, errlen, "internal: state too small (%d rows)", total);
+		*failed = 0;
+		rc = -1;
+	}
+	if (rc != 0) {
+		for (int p = 0; p < count; p++)
+			if (jobs[p].s)
+				lp_search_free(jobs[p].s);
+		free(jobs);
+		return -1;
+	}
+	for (int p = 0; p < count; p++)
+		lp_search_set_stop(jobs[p].s, stop_check, &jobs[p].sc);
+
+	float *logits = lp_malloc(total * V * sizeof *logits);
+	int32_t *parent = lp_malloc(total * sizeof *parent), *token = lp_malloc(total * sizeof *token);
+	int32_t *moves = lp_malloc(total * sizeof *moves), *next = lp_malloc(total * sizeof *next);
+
+	/* prefill: each prompt alone in row 0, exactly as a batch of one, then
+	 * its cache copied to its rows; the last prompt first, so that the
+	 * first, which owns row 0, is the last to use it */
+	lp_llama_reset(st);
+	for (int p = count - 1; p >= 0; p--) {
+		job *jb = &jobs[p];
+		st->past[0] = 0;
+		lp_llama_forward(m, st, prompts[p], 1, ns[p], logits + jb->off * V);
+		for (int r = 1; r < jb->rows; r++)
+			memcpy(logits + (jb->off + r) * V, logits + jb->off * V, V * sizeof *logits);
+		if (count == 1 && jb->rows == 1)
+			continue;
+		for (int r = 0; r < total; r++)
+			moves[r] = r >= jb->off && r < jb->off + jb->rows ? 0 : r;
+		lp_llama_reorder(m, st, moves, total);
+	}
+
+	size_t shown = 0;
+	int running = count, rows_now = total;
+	while (running > 0) {
+		/* one step of every running search on its rows' logits */
+		for (int p = 0; p < count; p++) {
+			job *jb = &jobs[p];
+			if (!jb->running)
+				continue;
+			int done = lp_search_step(jb->s, logits + jb->off * V, parent + jb->off,
+					token + jb->off);
+			if (done < 0) {
+				snprintf(err, errlen, "%s", lp_search_error(jb->s));
+				*failed = p;
+				rc = -1;
+				break;
+			}
+			if (g->stream && count == 1 && jb->rows == 1)
+				stream_row0(g, jb->s, ns[p], &shown, done || lp_search_done(jb->s));
+			if (done || lp_search_done(jb->s)) {
+				jb->running = 0;
+				running--;
+			}
+		}
+		if (rc != 0 || running == 0)
+			break;
+		/* the rows of the running searches, packed from row 0 in prompt
+		 * order: new row k takes old row moves[k] and is fed next[k] */
+		int k = 0, moved = 0;
+		for (int p = 0; p < count; p++) {
+			job *jb = &jobs[p];
+			if (!jb->running)
+				continue;
+			for (int r = 0; r < jb->rows; r++, k++) {
+				moves[k] = jb->off + parent[jb->off + r];
+				next[k] = token[jb->off + r];
+				moved |= moves[k] != k;
+			}
+			jb->off = k - jb->rows;
+		}
+		rows_now = k;
+		if (moved)
+			lp_llama_reorder(m, st, moves, rows_now);
+		lp_llama_forward(m, st, next, rows_now, 1, logits);
+	}
+
+	if (rc == 0)
+		for (int p = 0; p < count; p++)
+			collect(g, jobs[p].s, &jobs[p].sc, ns[p], jobs[p].max_len, &out[p], &nout[p]);
+	for (int p = 0; p < count; p++)
+		lp_search_free(jobs[p].s);
+	free(jobs);
 	free(logits);
 	free(parent);
 	free(token);
-	free(zeros);
-	lp_search_free(s);
+	free(moves);
+	free(next);
 	return rc;
+}
+
+int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_output **out,
+		int *nout, char *err, size_t errlen)
+{
+	int failed;
+	return lp_generate_batch(g, &prompt, &n, 1, out, nout, &failed, err, errlen);
 }
 
 void lp_gen_outputs_free(lp_gen_output *o, int n)

@@ -49,6 +49,19 @@ int lp_generate(const lp_generator *g, const int32_t *prompt, int n, lp_gen_outp
 		int *nout, char *err, size_t errlen);
 void lp_gen_outputs_free(lp_gen_output *o, int n);
 
+/* Generate from count prompts together: out[p] and nout[p] for prompt p,
+ * each what lp_generate gives for that prompt alone. Each prompt is
+ * prefilled alone; then every step feeds one token to the rows of all
+ * unfinished prompts in one forward call, and a finished prompt's rows
+ * leave the batch. The state needs B >= the sum of the prompts' rows, T
+ * >= the longest prompt and Tmax >= the longest max length (see
+ * lp_generate_needs). The results equal lp_generate's when the backend
+ * computes each row of a forward call on its own, as the CPU backend's
+ * kernels do. --max-time counts from the start of the batch. 0, or -1
+ * with a message in err and *failed the prompt it concerns. */
+int lp_generate_batch(const lp_generator *g, const int32_t *const *prompts, const int *ns,
+		int count, lp_gen_output **out, int *nout, int *failed, char *err, size_t errlen);
+
 /* Sum of log p(ids[t] | ids[<t]) for t in [from, n), teacher-forced; the
  * state must have all_logits, B >= 1, T >= n and Tmax >= n. */
 double lp_score(const lp_llama *m, lp_llama_state *s, const int32_t *ids, int n, int from);

@@ -57,6 +57,26 @@ static void encode_item(const lp_spm *m, lp_tok_item *it, int bos, int eos)
 		push(it, eos);
 }
 
+#define TASK_ITEMS 16
+
+void lp_tok_encode_tasks(const lp_spm *m, lp_tok_item *items, size_t n, int bos, int eos)
+{
+	for (size_t i0 = 0; i0 < n; i0 += TASK_ITEMS) {
+		size_t i1 = i0 + TASK_ITEMS < n ? i0 + TASK_ITEMS : n;
+		#pragma omp task firstprivate(i0, i1)
+		for (size_t i = i0; i < i1; i++)
+			encode_item(m, &items[i], bos, eos);
+	}
+}
+
+long lp_tok_first_error(const lp_tok_item *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (items[i].err)
+			return (long)i;
+	return -1;
+}
+
 long lp_tok_encode_batch(const lp_spm *m, lp_tok_item *items, size_t n, int bos, int eos)
 {
 	long count = (long)n;

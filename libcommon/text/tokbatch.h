@@ -25,4 +25,11 @@ typedef struct {
  * the index of the first item that failed (its err says why), or -1. */
 long lp_tok_encode_batch(const lp_spm *m, lp_tok_item *items, size_t n, int bos, int eos);
 
+/* The same as OpenMP tasks, for a caller inside a parallel region that
+ * goes on with other work (reading the next batch) and waits for them
+ * with "omp taskwait" before it reads the results; lp_tok_first_error
+ * then gives what lp_tok_encode_batch returns. */
+void lp_tok_encode_tasks(const lp_spm *m, lp_tok_item *items, size_t n, int bos, int eos);
+long lp_tok_first_error(const lp_tok_item *items, size_t n);
+
 #endif
