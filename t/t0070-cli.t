@@ -49,7 +49,7 @@ sed -n "/^## One set of flags/,/^## /p" "$README" |
 test_expect_success 'README holds the flag table' '
 	test_line_count -ge 13 table &&
 	test_grep "^-M --model tok, lora-train, lora-merge, gen" table &&
-	test_grep "^-b --batch-size lora-train" table
+	test_grep "^-b --batch-size lora-train, gen" table
 '
 
 test_expect_success 'each tool'"'"'s --help lists the flags of the table it has, and no other use of them' '
