@@ -1,4 +1,7 @@
-/* embedding.cu: token embedding lookup, out[N,C] = wte[ids[n], :]. */
+/* embedding.cu: token embedding lookup, out[N,C] = wte[ids[n], :], and
+ * its backward, dwte[ids[n], :] += dout[n, :], deterministic: the rows
+ * that share an id are added by one block in row order, exactly as the
+ * CPU backend adds them (bit for bit with f32 activations). */
 #include "cuda.cuh"
 
 /* One thread per output element; wte (V,C) of any float type. A token id
@@ -39,4 +42,60 @@ void lp_cuda_embedding_forward(void *out, const int32_t *ids, lp_weight wte, int
 		embedding_launch<__nv_bfloat16>(out, ids, wte, N, C);
 	else
 		embedding_launch<float>(out, ids, wte, N, C);
+	OP_DONE("embedding_forward");
+}
+
+/* One block per row n. The block that holds the first row of an id (no
+ * earlier row has it) sums every row of that id in row order onto dwte;
+ * the others do nothing. No atomics, so the result does not depend on
+ * scheduling. Ids outside [0, V) are the caller's to prevent (the forward
+ * wrote zeros for them); here they index nothing because dwte's V is not
+ * known, so the caller checks ids on the host. */
+template <typename T>
+static __global__ void embedding_backward_kernel(float *dwte, const T *dout, const int32_t *ids,
+		int N, int C)
+{
+	__shared__ int earlier;
+	const int n = blockIdx.x, id = ids[n];
+	if (threadIdx.x == 0)
+		earlier = 0;
+	__syncthreads();
+	int seen = 0;
+	for (int m = threadIdx.x; m < n && !seen; m += blockDim.x)
+		seen = ids[m] == id;
+	if (seen)
+		earlier = 1;    /* benign race: every writer writes 1 */
+	__syncthreads();
+	if (earlier || id < 0)
+		return;
+	float *dst = dwte + (size_t)id * C;
+	for (int c = threadIdx.x; c < C; c += blockDim.x) {
+		float acc = dst[c];
+		for (int m = n; m < N; m++)
+			if (ids[m] == id)
+				acc += to_f32(dout[(size_t)m * C + c]);
+		dst[c] = acc;
+	}
+}
+
+template <typename T>
+static void embedding_backward_launch(float *dwte, const void *dout, const int32_t *ids, int N,
+		int C)
+{
+	embedding_backward_kernel<T><<<N, LP_THREADS, 0, lp_cuda.stream>>>(dwte, (const T *)dout,
+			ids, N, C);
+	LAUNCH_CHECK();
+}
+
+void lp_cuda_embedding_backward(float *dwte, const void *dout, const int32_t *ids, int N, int C)
+{
+	if (N <= 0 || C <= 0)
+		return;
+	if (N > (1 << 30))
+		lp_die("cuda", "embedding_backward: %d rows", N);
+	if (lp_cuda.act == LP_BF16)
+		embedding_backward_launch<__nv_bfloat16>(dwte, dout, ids, N, C);
+	else
+		embedding_backward_launch<float>(dwte, dout, ids, N, C);
+	OP_DONE("embedding_backward");
 }
