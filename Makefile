@@ -56,7 +56,7 @@ LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CXX:%.cc=$(O)/%.o)
 UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
 FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
 
-all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
+all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%) $(O)/t/gpu-ops
 	@echo "built: $(TOOLS) into $(BIN); backends: $(BACKENDS)"
 
 $(O)/%.o: %.c
@@ -113,9 +113,11 @@ $(O)/t/fuzz-%: $(O)/t/fuzz/%.o $(O)/t/fuzz/driver.o $(O)/libcommon.a $(O)/libbas
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # GPU differential test: t/gpu/ops.c checks the CUDA backend against the
-# CPU backend op by op; t/gpu/run.sh runs it on a GPU machine (not `make
-# check`). It links only the kernels and libcommon/base, so it builds where
-# jq, zstd and sentencepiece are not installed.
+# CPU backend op by op, forward and backward. `make` builds it and `make
+# check` runs its CPU self-check (t/t0310-gpu-ops.t); t/gpu/run.sh and
+# pipelines/bench/gpu.sh run it on a GPU machine. It links only the kernels
+# and libcommon/base, so it builds where jq, zstd and sentencepiece are not
+# installed.
 gpu-test: $(O)/t/gpu-ops
 $(O)/t/gpu-ops: $(O)/t/gpu/ops.o $(O)/libkernels.a $(O)/libbase.a
 	@mkdir -p $(@D)

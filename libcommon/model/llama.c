@@ -49,10 +49,23 @@ static lp_weight upload(lp_llama *m, const lp_mf_tensor *t, int64_t rows, int64_
 	if (t->dtype != LP_F32 && t->dtype != LP_BF16 && t->dtype != LP_F16)
 		lp_die(t->name, "dtype %s is not a float weight type", lp_dtype_name(t->dtype));
 	const void *src = lp_mf_data(t);
-	void *dst = own(m, t->nbytes);
-	lp_upload(dst, src, t->nbytes);
+	int dtype = t->dtype;
+	void *dst;
+	if (lp_kernels_device() != LP_DEVICE_CPU && dtype != lp_act_dtype()) {
+		/* once, here, to the activation type, so that no GEMM converts it
+		 * per call (the CPU backend reads any float type in its ops) */
+		void *raw = lp_alloc(t->nbytes);
+		lp_upload(raw, src, t->nbytes);
+		dtype = lp_act_dtype();
+		dst = own(m, (size_t)t->numel * lp_dtype_size(dtype));
+		lp_convert(dst, dtype, raw, t->dtype, (size_t)t->numel);
+		lp_free(raw);
+	} else {
+		dst = own(m, t->nbytes);
+		lp_upload(dst, src, t->nbytes);
+	}
 	lp_mf_release(t);
-	return (lp_weight){dst, t->dtype, (int)want_rows, (int)want_cols};
+	return (lp_weight){dst, dtype, (int)want_rows, (int)want_cols};
 }
 
 static const lp_mf_tensor *base_tensor(const lp_model_files *mf, const char *name)
