@@ -23,6 +23,10 @@ CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 INC_KERNELS := -Ilibcommon/base -Ikernels
 INC_COMMON  := -Ilibcommon -Ilibcommon/base -Ikernels
 LDFLAGS += $(SAN) -fopenmp
+# make gpu-bundle: binaries that find their shared libraries in ../lib
+# (DT_RPATH, which also serves the libraries' own dependencies)
+BUNDLE_RPATH = -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../lib'
+LDFLAGS += $(if $(GPU_BUNDLE),$(BUNDLE_RPATH))
 LDLIBS  += -ljq -lzstd -lxxhash -lsentencepiece -lpthread -lm
 
 # BLAS for the CPU backend's GEMM (OpenBLAS through pkg-config).
@@ -124,6 +128,16 @@ $(O)/t/gpu-ops: $(O)/t/gpu/ops.o $(O)/libkernels.a $(O)/libbase.a
 	$(CXX) $(LDFLAGS) -o $@ $^ -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed -lpthread -lm
 $(O)/t/gpu/ops.o: CPPFLAGS += $(if $(KERNEL_CU),-I$(CUDA_HOME)/include -DLP_HAVE_CUDA)
 
+# A GPU machine has the CUDA toolkit but not Debian's -dev packages:
+# `make gpu-bundle` builds everything into $(GPU_BUNDLE_DIR) with an rpath
+# of $$ORIGIN/../lib and copies beside it the libraries and headers the
+# GPU machine may lack (pipelines/bench/bundle.sh). Carry that folder;
+# pipelines/bench/gpu.sh uses it.
+GPU_BUNDLE_DIR ?= build/gpu-bundle
+gpu-bundle:
+	$(MAKE) GPU_BUNDLE=1 O=$(GPU_BUNDLE_DIR)-obj BIN=$(GPU_BUNDLE_DIR)/bin all
+	sh pipelines/bench/bundle.sh $(GPU_BUNDLE_DIR) $(GPU_BUNDLE_DIR)-obj
+
 # The reference tests use the venv that install-deps.sh makes, if any.
 VENV_PY := $(abspath build/venv/bin/python)
 check:
@@ -159,6 +173,6 @@ demo:
 clean:
 	rm -rf build $(BIN)
 
-.PHONY: all check asan fuzz fuzz-targets deps demo clean gpu-test
+.PHONY: all check asan fuzz fuzz-targets deps demo clean gpu-test gpu-bundle
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)
