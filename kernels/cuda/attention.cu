@@ -269,22 +269,24 @@ struct attn_bwd_args {
 	float scale;
 };
 
-/* dt[b,h,t] = sum_d dout * out: one warp per (b, t, h) row. */
+/* dt[b,h,t] = sum_d dout * out: one warp per (b, t, h) row, the warps
+ * striding over the rows. */
 template <typename T>
 static __global__ void attention_dt_kernel(float *dt, const T *dout, const T *out, int Tn, int H,
 		int D, size_t rows)
 {
-	size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-	int lane = threadIdx.x % 32;
-	if (row >= rows)
-		return;
-	float s = 0.0f;
-	for (int d = lane; d < D; d += 32)
-		s += to_f32(dout[row * D + d]) * to_f32(out[row * D + d]);
-	s = warp_sum(s);
-	if (lane == 0) {                /* row = (b * T + t) * H + h */
-		size_t h = row % H, bt = row / H, t = bt % Tn, b = bt / Tn;
-		dt[(b * H + h) * Tn + t] = s;
+	const int lane = threadIdx.x % 32;
+	const size_t warps = (size_t)gridDim.x * blockDim.x / 32;
+	for (size_t row = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; row < rows;
+			row += warps) {
+		float s = 0.0f;
+		for (int d = lane; d < D; d += 32)
+			s += to_f32(dout[row * D + d]) * to_f32(out[row * D + d]);
+		s = warp_sum(s);
+		if (lane == 0) {            /* row = (b * T + t) * H + h */
+			size_t h = row % H, bt = row / H, t = bt % Tn, b = bt / Tn;
+			dt[(b * H + h) * Tn + t] = s;
+		}
 	}
 }
 

@@ -135,6 +135,7 @@ static void cuda_shutdown(void)
 	if (!lp_cuda.ready)
 		return;
 	CUDA_CHECK(cudaStreamSynchronize(lp_cuda.stream));
+	lp_cuda_gemm_cache_clear();
 	release(1);
 }
 

@@ -190,6 +190,8 @@ const char *lp_cuda_dtype_name(int dtype);
 /* A backend-owned device buffer of at least bytes, reused by later calls
  * (stream order makes that safe); not zeroed. */
 void *lp_cuda_scratch(size_t bytes);
+/* Free gemm.cu's cached cuBLASLt descriptors (before the handle goes). */
+void lp_cuda_gemm_cache_clear(void);
 /* The convert kernel, enqueued on the stream (memory.cu). */
 void lp_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, size_t n);
 

@@ -56,6 +56,8 @@ struct algo_entry {
 	gemm_problem key;
 	int found;                      /* 0: no algorithm, use cublasGemmEx */
 	cublasLtMatmulAlgo_t algo;
+	cublasLtMatmulDesc_t desc;      /* made once with the entry */
+	cublasLtMatrixLayout_t la, lb, lc;
 };
 
 #define ALGO_CACHE 256
@@ -75,68 +77,85 @@ static void set_pref_alignment(cublasLtMatmulPreference_t pref, cublasLtMatmulPr
 	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al)));
 }
 
+/* The descriptors of p and the heuristic's algorithm for it. */
+static void make_entry(algo_entry *e, const gemm_problem &p)
+{
+	memset(e, 0, sizeof(*e));
+	e->key = p;
+	CUBLAS_CHECK(cublasLtMatmulDescCreate(&e->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+	cublasOperation_t ta = p.ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = p.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+	/* stored shapes: op(A) is m x k, op(B) is k x n */
+	e->la = p.ta ? layout(p.tab, p.k, p.m, p.lda) : layout(p.tab, p.m, p.k, p.lda);
+	e->lb = p.tb ? layout(p.tab, p.n, p.k, p.ldb) : layout(p.tab, p.k, p.n, p.ldb);
+	e->lc = layout(p.tc, p.m, p.n, p.ldc);
+
+	cublasLtMatmulPreference_t pref;
+	CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+	size_t ws = lp_cuda.workspace_size;
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref,
+			CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+	/* Tell the heuristic how the pointers are aligned: views into larger
+	 * buffers need not be 256-byte aligned as it would otherwise assume. */
+	set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p.al_a);
+	set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p.al_b);
+	set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, p.al_c);
+	set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, p.al_c);
+	cublasLtMatmulHeuristicResult_t heur;
+	int found = 0;
+	cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(lp_cuda.lt, e->desc, e->la, e->lb, e->lc,
+			e->lc, pref, 1, &heur, &found);
+	e->found = s == CUBLAS_STATUS_SUCCESS && found > 0;
+	if (e->found)
+		e->algo = heur.algo;
+	CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+}
+
+static void free_entry(algo_entry *e)
+{
+	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->lc));
+	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->lb));
+	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(e->la));
+	CUBLAS_CHECK(cublasLtMatmulDescDestroy(e->desc));
+	memset(e, 0, sizeof(*e));
+}
+
+/* Forget every cached problem (at shutdown: the handle goes away). */
+void lp_cuda_gemm_cache_clear(void)
+{
+	for (int i = 0; i < algo_cached; i++)
+		free_entry(&algo_cache[i]);
+	algo_cached = 0;
+}
+
 /* Returns 0 when cuBLASLt has no algorithm for it or refuses the one it
  * offered (nothing was enqueued then). */
 static int lt_matmul(const gemm_problem &p, const void *A, const void *B, void *C, float alpha,
 		float beta)
 {
-	cublasLtMatmulDesc_t desc;
-	CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-	cublasOperation_t ta = p.ta ? CUBLAS_OP_T : CUBLAS_OP_N, tb = p.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-	/* stored shapes: op(A) is m x k, op(B) is k x n */
-	cublasLtMatrixLayout_t la = p.ta ? layout(p.tab, p.k, p.m, p.lda) : layout(p.tab, p.m, p.k, p.lda);
-	cublasLtMatrixLayout_t lb = p.tb ? layout(p.tab, p.n, p.k, p.ldb) : layout(p.tab, p.k, p.n, p.ldb);
-	cublasLtMatrixLayout_t lc = layout(p.tc, p.m, p.n, p.ldc);
-
-	algo_entry *hit = NULL;
+	algo_entry *hit = NULL, fresh;
 	for (int i = 0; i < algo_cached; i++)
 		if (!memcmp(&algo_cache[i].key, &p, sizeof(p))) {
 			hit = &algo_cache[i];
 			break;
 		}
-	algo_entry fresh;
 	if (!hit) {
-		memset(&fresh, 0, sizeof(fresh));
-		fresh.key = p;
-		cublasLtMatmulPreference_t pref;
-		CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-		size_t ws = lp_cuda.workspace_size;
-		CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref,
-				CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-		/* Tell the heuristic how the pointers are aligned: views into larger
-		 * buffers need not be 256-byte aligned as it would otherwise assume. */
-		set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p.al_a);
-		set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p.al_b);
-		set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, p.al_c);
-		set_pref_alignment(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, p.al_c);
-		cublasLtMatmulHeuristicResult_t heur;
-		int found = 0;
-		cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(lp_cuda.lt, desc, la, lb, lc, lc,
-				pref, 1, &heur, &found);
-		fresh.found = s == CUBLAS_STATUS_SUCCESS && found > 0;
-		if (fresh.found)
-			fresh.algo = heur.algo;
-		CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-		hit = &fresh;
-		if (algo_cached < ALGO_CACHE)
-			hit = &(algo_cache[algo_cached++] = fresh);
+		make_entry(&fresh, p);
+		hit = algo_cached < ALGO_CACHE ? &(algo_cache[algo_cached++] = fresh) : &fresh;
 	}
 	int ok = hit->found;
 	if (ok) {
-		cublasStatus_t s = cublasLtMatmul(lp_cuda.lt, desc, &alpha, A, la, B, lb, &beta,
-				C, lc, C, lc, &hit->algo, lp_cuda.workspace, lp_cuda.workspace_size,
-				lp_cuda.stream);
+		cublasStatus_t s = cublasLtMatmul(lp_cuda.lt, hit->desc, &alpha, A, hit->la, B, hit->lb,
+				&beta, C, hit->lc, C, hit->lc, &hit->algo, lp_cuda.workspace,
+				lp_cuda.workspace_size, lp_cuda.stream);
 		if (s == CUBLAS_STATUS_NOT_SUPPORTED)
 			ok = hit->found = 0;
 		else
 			CUBLAS_CHECK(s);
 	}
-	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-	CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+	if (hit == &fresh)
+		free_entry(&fresh);
 	return ok;
 }
 
