@@ -30,7 +30,11 @@
  * forms dQ walking the keys; one block per (key tile, key/value head)
  * forms dK and dV walking the queries of every head of its group in head
  * order, so the sum over the group happens in registers and the result
- * does not depend on scheduling. */
+ * does not depend on scheduling.
+ *
+ * Training attention goes through tensor-core GEMMs instead
+ * (attention_gemm.cu) whenever its T x T buffers fit; these kernels serve
+ * the rest, decoding, and LP_CUDA_ATTENTION=flash. */
 #include "cuda.cuh"
 
 #define BQ 16                   /* query rows per block */
@@ -192,9 +196,18 @@ void lp_cuda_attention_forward(void *out, float *lse, const void *q, const void 
 		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
 		float scale)
 {
-	check_shape("attention_forward", B, H, KVH, D);
+	if (KVH <= 0 || H % KVH)
+		lp_die("cuda", "attention_forward: %d query heads do not divide into %d key/value "
+				"heads", H, KVH);
 	if (B <= 0 || T <= 0 || H <= 0 || D <= 0)
 		return;
+	if (lp_cuda_attention_use_gemm(B, T, H, 0)) {
+		lp_cuda_attention_gemm_forward(out, lse, q, k, v, mask, B, T, H, KVH, D,
+				scale > 0.0f ? scale : 1.0f / sqrtf((float)D));
+		OP_DONE("attention_forward");
+		return;
+	}
+	check_shape("attention_forward", B, H, KVH, D);
 	attn_args a = { out, lse, q, k, v, mask, NULL, T, T, H, KVH, D, scale };
 	attention(a, B);
 	OP_DONE("attention_forward");
@@ -526,11 +539,20 @@ void lp_cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout,
 		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
 		float scale)
 {
-	check_shape("attention_backward", B, H, KVH, D);
+	if (KVH <= 0 || H % KVH)
+		lp_die("cuda", "attention_backward: %d query heads do not divide into %d key/value "
+				"heads", H, KVH);
 	if (B <= 0 || T <= 0 || H <= 0 || D <= 0)
 		return;
 	if (!(scale > 0.0f))
 		scale = 1.0f / sqrtf((float)D);
+	if (lp_cuda_attention_use_gemm(B, T, H, 1)) {
+		lp_cuda_attention_gemm_backward(dq, dk, dv, dout, out, lse, q, k, v, mask, B, T, H,
+				KVH, D, scale);
+		OP_DONE("attention_backward");
+		return;
+	}
+	check_shape("attention_backward", B, H, KVH, D);
 	attn_bwd_args a = { dq, dk, dv, dout, lse, NULL, q, k, v, mask, T, H, KVH, D, scale };
 	if (lp_cuda.act == LP_BF16)
 		attention_backward_launch<__nv_bfloat16>(a, out, B);

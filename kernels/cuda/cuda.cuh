@@ -190,6 +190,14 @@ const char *lp_cuda_dtype_name(int dtype);
 /* A backend-owned device buffer of at least bytes, reused by later calls
  * (stream order makes that safe); not zeroed. */
 void *lp_cuda_scratch(size_t bytes);
+/* attention_gemm.cu: whether training attention goes through GEMMs (1) or
+ * the flash kernels (0), and that path's forward and backward. */
+int lp_cuda_attention_use_gemm(int B, int T, int H, int backward);
+void lp_cuda_attention_gemm_forward(void *out, float *lse, const void *q, const void *k,
+		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D, float scale);
+void lp_cuda_attention_gemm_backward(void *dq, void *dk, void *dv, const void *dout,
+		const void *out, const float *lse, const void *q, const void *k, const void *v,
+		const uint8_t *mask, int B, int T, int H, int KVH, int D, float scale);
 /* Free gemm.cu's cached cuBLASLt descriptors (before the handle goes). */
 void lp_cuda_gemm_cache_clear(void);
 /* The convert kernel, enqueued on the stream (memory.cu). */
