@@ -243,3 +243,10 @@ void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
 		missing("adamw_f32");
 	ops->adamw_f32(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
 }
+
+void lp_adamw_flat(float *param, const float *grad, float *m, float *v, const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2, double eps, int t, void *work, int work_dtype)
+{
+	if (!ops->adamw_flat)
+		missing("adamw_flat");
+	ops->adamw_flat(param, grad, m, v, seg, nseg, lr, beta1, beta2, eps, t, work, work_dtype);
+}

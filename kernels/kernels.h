@@ -159,4 +159,19 @@ void lp_scale_f32(float *x, float s, size_t n);
 void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
 		double lr, double beta1, double beta2, double eps, double weight_decay, int t);
 
+/* A run of the flat parameter buffers that shares a weight decay. */
+typedef struct {
+	size_t off, n;          /* elements */
+	double weight_decay;
+} lp_adamw_segment;
+/* lp_adamw_f32 over nseg segments (a host array) of the flat buffers in
+ * one pass (one launch on CUDA), each segment with its own decay: the
+ * same arithmetic, bit for bit, as one lp_adamw_f32 per segment. When
+ * work is not NULL, work[off + i] (of work_dtype: bf16, f16 or f32) also
+ * gets each updated parameter, rounded to nearest even: a working copy
+ * for the next forward pass. */
+void lp_adamw_flat(float *param, const float *grad, float *m, float *v,
+		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
+		double eps, int t, void *work, int work_dtype);
+
 #endif

@@ -178,6 +178,7 @@ static lp_backend_ops make_ops(void)
 	o.sumsq_f32 = lp_cuda_sumsq_f32;
 	o.scale_f32 = lp_cuda_scale_f32;
 	o.adamw_f32 = lp_cuda_adamw_f32;
+	o.adamw_flat = lp_cuda_adamw_flat;
 	return o;
 }
 

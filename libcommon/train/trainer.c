@@ -321,14 +321,17 @@ void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 		if (coef < 1.0f)
 			lp_scale_f32(m->grads, coef, m->ntrain);
 	}
-	/* AdamW, parameter by parameter (decay groups) */
+	/* AdamW over the flat buffers in one pass, each parameter with its
+	 * decay group's weight decay */
 	t->pos.adam_t++;
+	lp_adamw_segment *seg = lp_malloc(sizeof *seg * (size_t)(m->nparams ? m->nparams : 1));
 	for (int i = 0; i < m->nparams; i++) {
 		const lp_tparam *p = &m->params[i];
-		lp_adamw_f32(m->master + p->off, m->grads + p->off, t->mom1 + p->off,
-				t->mom2 + p->off, p->n, info->lr, t->o.beta1, t->o.beta2, t->o.eps,
-				p->decay ? t->o.weight_decay : 0.0, (int)t->pos.adam_t);
+		seg[i] = (lp_adamw_segment){p->off, p->n, p->decay ? t->o.weight_decay : 0.0};
 	}
+	lp_adamw_flat(m->master, m->grads, t->mom1, t->mom2, seg, m->nparams, info->lr,
+			t->o.beta1, t->o.beta2, t->o.eps, (int)t->pos.adam_t, NULL, 0);
+	free(seg);
 }
 
 double lp_trainer_eval(lp_trainer *t, const lp_dataset *d)
