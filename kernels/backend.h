@@ -45,6 +45,10 @@ typedef struct {
 	void (*sumsq_f32)(float *out, const float *x, size_t n);
 	void (*scale_f32)(float *x, float s, size_t n);
 	void (*adamw_f32)(float *param, const float *grad, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int t);
+	int (*graph_replay)(int slot);          /* NULL: the backend does not record */
+	void (*graph_record_begin)(int slot);
+	void (*graph_record_end)(int slot);
+	void (*graph_reset)(void);
 	void (*adamw_flat)(float *param, const float *grad, float *m, float *v, const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2, double eps, int t, void *work, int work_dtype);
 } lp_backend_ops;
 

@@ -250,3 +250,27 @@ void lp_adamw_flat(float *param, const float *grad, float *m, float *v, const lp
 		missing("adamw_flat");
 	ops->adamw_flat(param, grad, m, v, seg, nseg, lr, beta1, beta2, eps, t, work, work_dtype);
 }
+
+/* Backends without recording run the ops as they come. */
+int lp_graph_replay(int slot)
+{
+	return ops->graph_replay ? ops->graph_replay(slot) : 0;
+}
+
+void lp_graph_record_begin(int slot)
+{
+	if (ops->graph_record_begin)
+		ops->graph_record_begin(slot);
+}
+
+void lp_graph_record_end(int slot)
+{
+	if (ops->graph_record_end)
+		ops->graph_record_end(slot);
+}
+
+void lp_graph_reset(void)
+{
+	if (ops->graph_reset)
+		ops->graph_reset();
+}

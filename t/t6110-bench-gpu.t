@@ -21,6 +21,7 @@ test_expect_success 'gpu.sh --device cpu runs every step and writes the table' '
 	grep -q "^| lora-train --device cpu (f32) | [1-9][0-9]* | [0-9.]*% |" "$res" &&
 	grep -q "^| transformers + PEFT (bf16, sdpa) | [1-9][0-9]* |" "$res" &&
 	grep -q "^| gen --device cpu (f32) | [0-9.]* |" "$res" &&
+	grep -q "^| gen --device cpu, LP_CUDA_GRAPH=1 (same tokens: yes) |" "$res" &&
 	grep -q "^| transformers generate (bf16) | [0-9.]* |" "$res" &&
 	! grep -q FAILED out/summary.txt
 '

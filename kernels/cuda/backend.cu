@@ -136,6 +136,7 @@ static void cuda_shutdown(void)
 		return;
 	CUDA_CHECK(cudaStreamSynchronize(lp_cuda.stream));
 	lp_cuda_gemm_cache_clear();
+	lp_cuda_graph_reset();
 	release(1);
 }
 
@@ -179,6 +180,10 @@ static lp_backend_ops make_ops(void)
 	o.scale_f32 = lp_cuda_scale_f32;
 	o.adamw_f32 = lp_cuda_adamw_f32;
 	o.adamw_flat = lp_cuda_adamw_flat;
+	o.graph_replay = lp_cuda_graph_replay;
+	o.graph_record_begin = lp_cuda_graph_record_begin;
+	o.graph_record_end = lp_cuda_graph_record_end;
+	o.graph_reset = lp_cuda_graph_reset;
 	return o;
 }
 

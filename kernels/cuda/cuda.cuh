@@ -198,6 +198,11 @@ void lp_cuda_attention_gemm_forward(void *out, float *lse, const void *q, const 
 void lp_cuda_attention_gemm_backward(void *dq, void *dk, void *dv, const void *dout,
 		const void *out, const float *lse, const void *q, const void *k, const void *v,
 		const uint8_t *mask, int B, int T, int H, int KVH, int D, float scale);
+/* graph.cu: lp_graph_* of kernels.h */
+int lp_cuda_graph_replay(int slot);
+void lp_cuda_graph_record_begin(int slot);
+void lp_cuda_graph_record_end(int slot);
+void lp_cuda_graph_reset(void);
 /* Free gemm.cu's cached cuBLASLt descriptors (before the handle goes). */
 void lp_cuda_gemm_cache_clear(void);
 /* The convert kernel, enqueued on the stream (memory.cu). */

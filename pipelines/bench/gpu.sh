@@ -23,7 +23,8 @@
 #      LoRA r=8 on all seven projections, sequence 512, micro-batch 8, bf16:
 #      lora-train and transformers + PEFT (bf16, sdpa): tokens/s, MFU, peak
 #      memory; batch-1 greedy decode of 128 tokens after a 128-token
-#      prompt: gen and transformers generate(), against the bandwidth floor.
+#      prompt: gen (also with LP_CUDA_GRAPH=1, whose tokens must be the
+#      same) and transformers generate(), against the bandwidth floor.
 #      Peaks measured in the same run: bf16 GEMM TFLOP/s and device copy
 #      bandwidth (gpu_bench.py peak).
 #
@@ -259,11 +260,11 @@ run our-train 240 "$B/lora-train" -M "$W/m7b" -o "$W/a7b" --device "$DEVICE" -b 
 awk -v n=$PROMPT 'BEGIN { srand(2); printf "{\"input_ids\":[1"
 	for (i = 1; i < n; i++) printf ",%d", 3 + int(rand() * 997); print "]}" }' >"$W/p7b.jsonl"
 echo '{"input_ids":[1]}' >"$W/one.jsonl"
-gen_time() { # gen_time INPUT NEW: seconds of one run of gen
+gen_time() { # gen_time INPUT NEW [OUTPUT]: seconds of one run of gen
 	t0=$(date +%s.%N)
 	timeout 120 "$B/gen" -q -M "$W/m7b" -m testdata/demo/base.model --ids --device "$DEVICE" \
-		--max-new-tokens "$2" --min-new-tokens "$2" <"$1" >"$W/gen7b.out" 2>>"$LOG/our-decode.log" ||
-		return 1
+		--max-new-tokens "$2" --min-new-tokens "$2" <"$1" >"$W/${3:-gen7b.out}" \
+		2>>"$LOG/our-decode.log" || return 1
 	t1=$(date +%s.%N)
 	awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
@@ -271,17 +272,27 @@ gen_time() { # gen_time INPUT NEW: seconds of one run of gen
 LOAD=$(gen_time "$W/one.jsonl" 1) && FIRST=$(gen_time "$W/p7b.jsonl" 1) &&
 	ALL=$(gen_time "$W/p7b.jsonl" $NEW) || { fail "gen on the 7B shape (our-decode.log)"; LOAD=0 FIRST=0 ALL=0; }
 echo "load $LOAD first $FIRST all $ALL" >>"$LOG/our-decode.log"
+# the same with each decoding step recorded once and replayed (CUDA graphs,
+# LP_CUDA_GRAPH=1): its tokens must be the same
+GFIRST=$(LP_CUDA_GRAPH=1 gen_time "$W/p7b.jsonl" 1 gen7b-graph1.out) &&
+	GALL=$(LP_CUDA_GRAPH=1 gen_time "$W/p7b.jsonl" $NEW gen7b-graph.out) ||
+	{ fail "gen LP_CUDA_GRAPH=1 on the 7B shape (our-decode.log)"; GFIRST=0 GALL=0; }
+echo "graph: first $GFIRST all $GALL" >>"$LOG/our-decode.log"
+GRAPH_SAME=no
+cmp -s "$W/gen7b.out" "$W/gen7b-graph.out" && GRAPH_SAME=yes
+[ "$GRAPH_SAME" = yes ] || fail "gen LP_CUDA_GRAPH=1 gave other tokens than without"
 
 # ---- the table ----
 DATE=$(date -u +%Y-%m-%d)
 SLUG=$(echo "$GPU" | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/^-//; s/-$//')
 RES=$RESULTS_DIR/gpu-$DATE-$SLUG.md
 "$PY" - "$W" "$LOG" "$RES" "$GPU" "$DATE" "$DEVICE" "$OPS_PASS" "$OPS_FAIL" "$LOSS_LINE" \
-	"$GEN_LINE" "$SEQ" "$BATCH" "$NEW" "$LOAD" "$FIRST" "$ALL" $SHAPE <<-\EOF || fail "the results table"
+	"$GEN_LINE" "$SEQ" "$BATCH" "$NEW" "$LOAD" "$FIRST" "$ALL" "$GFIRST" "$GALL" "$GRAPH_SAME" \
+	$SHAPE <<-\EOF || fail "the results table"
 	import glob, json, os, statistics, sys
 	(w, log, res, gpu, date, device, ops_pass, ops_fail, loss_line, gen_line, seq, batch, new,
-	 load, first, full) = sys.argv[1:17]
-	shape = sys.argv[17:]
+	 load, first, full, gfirst, gfull, gsame) = sys.argv[1:20]
+	shape = sys.argv[20:]
 	sh = {shape[i][2:]: int(shape[i + 1]) for i in range(0, len(shape), 2)}
 	seq, batch, new = int(seq), int(batch), int(new)
 	def last_json(name):
@@ -315,6 +326,8 @@ RES=$RESULTS_DIR/gpu-$DATE-$SLUG.md
 	floor = bw * 1e9 / wbytes if wbytes else 0
 	load, first, full = float(load), float(first), float(full)
 	ours_dec = (new - 1) / (full - first) if full > first > 0 else 0
+	gfirst, gfull = float(gfirst), float(gfull)
+	graph_dec = (new - 1) / (gfull - gfirst) if gfull > gfirst > 0 else 0
 	hf_tps, hf_dec = hf.get("tokens_per_s", 0), hfd.get("decode_tokens_per_s", 0)
 	def ratio(a, b):
 	    return "%.2fx" % (a / b) if a and b else "-"
@@ -355,6 +368,8 @@ RES=$RESULTS_DIR/gpu-$DATE-$SLUG.md
 	           (new, floor, bw, wbytes / 1e9))
 	out.append("| --- | --- | --- |")
 	out.append("| gen --device %s (%s) | %.1f | %s |" % (device, act, ours_dec, pct(ours_dec, floor)))
+	out.append("| gen --device %s, LP_CUDA_GRAPH=1 (same tokens: %s) | %.1f | %s |" %
+	           (device, gsame, graph_dec, pct(graph_dec, floor)))
 	out.append("| transformers generate (bf16) | %.1f | %s |" % (hf_dec, pct(hf_dec, floor)))
 	out.append("| ratio | %s | |" % ratio(ours_dec, hf_dec))
 	out.append("")
