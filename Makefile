@@ -24,6 +24,10 @@ CPPFLAGS += -D_GNU_SOURCE -MMD -MP
 INC_KERNELS := -Ilibcommon/base -Ikernels
 INC_COMMON  := -Ilibcommon -Ilibcommon/base -Ikernels
 LDFLAGS += $(SAN) -fopenmp
+# make gpu-bundle: binaries that find their shared libraries in ../lib
+# (DT_RPATH, which also serves the libraries' own dependencies)
+BUNDLE_RPATH = -Wl,--disable-new-dtags,-rpath,'$$ORIGIN/../lib'
+LDFLAGS += $(if $(GPU_BUNDLE),$(BUNDLE_RPATH))
 LDLIBS  += -ljq -lzstd -lxxhash -lsentencepiece -lpthread -lm
 
 # BLAS for the CPU backend's GEMM (OpenBLAS through pkg-config).
@@ -73,7 +77,7 @@ LIB_OBJ := $(LIB_C:%.c=$(O)/%.o) $(LIB_CXX:%.cc=$(O)/%.o)
 UNIT    := $(patsubst t/unit/%.c,%,$(wildcard t/unit/*.c))
 FUZZ    := $(patsubst t/fuzz/%.c,%,$(filter-out t/fuzz/driver.c,$(wildcard t/fuzz/*.c)))
 
-all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%)
+all: $(TOOLS:%=$(BIN)/%) $(UNIT:%=$(O)/t/%) $(FUZZ:%=$(O)/t/fuzz-%) $(O)/t/gpu-ops
 	@echo "built: $(TOOLS) into $(BIN); backends: $(BACKENDS); data parallel: $(COMM)"
 
 $(O)/%.o: %.c
@@ -130,14 +134,26 @@ $(O)/t/fuzz-%: $(O)/t/fuzz/%.o $(O)/t/fuzz/driver.o $(O)/libcommon.a $(O)/libbas
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # GPU differential test: t/gpu/ops.c checks the CUDA backend against the
-# CPU backend op by op; t/gpu/run.sh runs it on a GPU machine (not `make
-# check`). It links only the kernels and libcommon/base, so it builds where
-# jq, zstd and sentencepiece are not installed.
+# CPU backend op by op, forward and backward. `make` builds it and `make
+# check` runs its CPU self-check (t/t0310-gpu-ops.t); t/gpu/run.sh and
+# pipelines/bench/gpu.sh run it on a GPU machine. It links only the kernels
+# and libcommon/base, so it builds where jq, zstd and sentencepiece are not
+# installed.
 gpu-test: $(O)/t/gpu-ops
 $(O)/t/gpu-ops: $(O)/t/gpu/ops.o $(O)/libkernels.a $(O)/libbase.a
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $^ -Wl,--as-needed $(CUDA_LIBS) $(BLAS_LIBS) -Wl,--no-as-needed -lpthread -lm
 $(O)/t/gpu/ops.o: CPPFLAGS += $(if $(KERNEL_CU),-I$(CUDA_HOME)/include -DLP_HAVE_CUDA)
+
+# A GPU machine has the CUDA toolkit but not Debian's -dev packages:
+# `make gpu-bundle` builds everything into $(GPU_BUNDLE_DIR) with an rpath
+# of $$ORIGIN/../lib and copies beside it the libraries and headers the
+# GPU machine may lack (pipelines/bench/bundle.sh). Carry that folder;
+# pipelines/bench/gpu.sh uses it.
+GPU_BUNDLE_DIR ?= build/gpu-bundle
+gpu-bundle:
+	$(MAKE) GPU_BUNDLE=1 O=$(GPU_BUNDLE_DIR)-obj BIN=$(GPU_BUNDLE_DIR)/bin all
+	sh pipelines/bench/bundle.sh $(GPU_BUNDLE_DIR) $(GPU_BUNDLE_DIR)-obj
 
 # t/check.sh runs prove with the venv that install-deps.sh makes (python3
 # without it) and ends with a summary: tests run, compared with a reference,
@@ -174,6 +190,6 @@ demo:
 clean:
 	rm -rf build $(BIN)
 
-.PHONY: all check asan fuzz fuzz-targets deps demo clean gpu-test
+.PHONY: all check asan fuzz fuzz-targets deps demo clean gpu-test gpu-bundle
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -44,7 +44,8 @@
 	X(cross_entropy, (float *losses, void *dlogits, const void *logits, const int32_t *targets, int N, int V, float grad_scale), (losses, dlogits, logits, targets, N, V, grad_scale)) \
 	X(sumsq_f32, (float *out, const float *x, size_t n), (out, x, n)) \
 	X(scale_f32, (float *x, float s, size_t n), (x, s, n)) \
-	X(adamw_f32, (float *param, const float *grad, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int t), (param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t))
+	X(adamw_f32, (float *param, const float *grad, float *m, float *v, size_t n, double lr, double beta1, double beta2, double eps, double weight_decay, int t), (param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, t)) \
+	X(adamw_flat, (float *param, const float *grad, float *m, float *v, const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2, double eps, int t, void *work, int work_dtype), (param, grad, m, v, seg, nseg, lr, beta1, beta2, eps, t, work, work_dtype))
 
 typedef struct {
 	const char *name;
@@ -58,6 +59,12 @@ typedef struct {
 #define LP_OP_FIELD(name, params, args) void (*name) params;
 	LP_BACKEND_VOID_OPS(LP_OP_FIELD)
 #undef LP_OP_FIELD
+	/* decode graphs (kernels.h, lp_graph_*): NULL where the backend runs
+	 * ops as they come */
+	int (*graph_replay)(int slot);
+	void (*graph_record_begin)(int slot);
+	void (*graph_record_end)(int slot);
+	void (*graph_reset)(void);
 } lp_backend_ops;
 
 extern const lp_backend_ops lp_cpu_ops;

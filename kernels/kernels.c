@@ -60,3 +60,27 @@ void *lp_alloc(size_t bytes)
 	}
 LP_BACKEND_VOID_OPS(LP_OP_WRAPPER)
 #undef LP_OP_WRAPPER
+
+/* Backends without recording run the ops as they come. */
+int lp_graph_replay(int slot)
+{
+	return ops->graph_replay ? ops->graph_replay(slot) : 0;
+}
+
+void lp_graph_record_begin(int slot)
+{
+	if (ops->graph_record_begin)
+		ops->graph_record_begin(slot);
+}
+
+void lp_graph_record_end(int slot)
+{
+	if (ops->graph_record_end)
+		ops->graph_record_end(slot);
+}
+
+void lp_graph_reset(void)
+{
+	if (ops->graph_reset)
+		ops->graph_reset();
+}

@@ -150,6 +150,29 @@ void lp_dropout_backward(void *dinp, const void *dout, float p, uint64_t seed, s
 void lp_cross_entropy(float *losses, void *dlogits, const void *logits,
 		const int32_t *targets, int N, int V, float grad_scale);
 
+/* ---- recording a fixed sequence of ops (decoding) ----
+ *
+ * A caller that issues the same ops on the same buffers again and again
+ * (one decoding step) may record them once in a slot and replay them:
+ *
+ *   if (!lp_graph_replay(slot)) {
+ *           lp_graph_record_begin(slot);
+ *           ... the ops ...
+ *           lp_graph_record_end(slot);      (runs what was recorded)
+ *   }
+ *
+ * The ops may read only device memory that changes between replays
+ * (ids, positions), never host values. A backend that does not record
+ * (the CPU; CUDA unless LP_CUDA_GRAPH=1, and never under LP_CUDA_SYNC)
+ * runs the ops as they come: replay returns 0 and begin/end do nothing.
+ * lp_graph_reset() forgets every slot (call it when the buffers the
+ * recorded ops use are freed or move). Slots 0 .. LP_GRAPH_SLOTS - 1. */
+#define LP_GRAPH_SLOTS 16
+int lp_graph_replay(int slot);
+void lp_graph_record_begin(int slot);
+void lp_graph_record_end(int slot);
+void lp_graph_reset(void);
+
 /* ---- f32 parameter updates (master weights) ---- */
 
 /* out[0] (f32, device) = sum of x[i]^2 over n elements of an f32 buffer,
@@ -162,5 +185,20 @@ void lp_scale_f32(float *x, float s, size_t n);
  * size) can be formed the same way before rounding to f32. */
 void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
 		double lr, double beta1, double beta2, double eps, double weight_decay, int t);
+
+/* A run of the flat parameter buffers that shares a weight decay. */
+typedef struct {
+	size_t off, n;          /* elements */
+	double weight_decay;
+} lp_adamw_segment;
+/* lp_adamw_f32 over nseg segments (a host array) of the flat buffers in
+ * one pass (one launch on CUDA), each segment with its own decay: the
+ * same arithmetic, bit for bit, as one lp_adamw_f32 per segment. When
+ * work is not NULL, work[off + i] (of work_dtype: bf16, f16 or f32) also
+ * gets each updated parameter, rounded to nearest even: a working copy
+ * for the next forward pass. */
+void lp_adamw_flat(float *param, const float *grad, float *m, float *v,
+		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
+		double eps, int t, void *work, int work_dtype);
 
 #endif

@@ -68,6 +68,7 @@ static const char usage[] =
 "      --log FILE            metrics to FILE, not stdout\n"
 "      --skip-nonfinite      skip a step whose loss or gradient is NaN/inf\n"
 "      --device D            cpu or cuda (cpu)\n"
+"      --dtype T             activations on cuda: bf16 (default) or f32\n"
 "  -f, --force               write into a non-empty OUT\n"
 "      --comm-timeout S      data parallel: give up on a silent rank after S s (300)\n"
 "      --dump-grads DIR      first step's gradients as safetensors (tests)\n"
@@ -80,12 +81,12 @@ enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_DUMP, O_COMMTIMEOUT, O_STRICT,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_DUMP, O_COMMTIMEOUT, O_STRICT, O_DTYPE,
 };
 
 static struct {
 	const char *model, *out, *data, *eval, *tokenizer, *init, *scratch, *resume, *log;
-	const char *dump_grads, *device;
+	const char *dump_grads, *device, *dtype;
 	int64_t r;
 	double alpha, dropout;
 	int dropout_set, targets_set, save_set;
@@ -191,6 +192,7 @@ static void parse_options(int argc, char **argv)
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
 		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, 'f'},
 		{"quiet", no_argument, 0, 'q'}, {"version", no_argument, 0, 'V'},
+		{"dtype", required_argument, 0, O_DTYPE},
 		{"dump-grads", required_argument, 0, O_DUMP},
 		{"comm-timeout", required_argument, 0, O_COMMTIMEOUT},
 		{"strict", no_argument, 0, O_STRICT},
@@ -258,6 +260,7 @@ static void parse_options(int argc, char **argv)
 		case O_DEVICE: opt.device = optarg; break;
 		case 'f': opt.force = 1; break;
 		case 'q': lp_quiet = 1; break;
+		case O_DTYPE: opt.dtype = optarg; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
 		case O_COMMTIMEOUT:
 			opt.comm_timeout = lp_parse_double("--comm-timeout", optarg, 0.1, 1e7);
@@ -282,6 +285,10 @@ static void parse_options(int argc, char **argv)
 		lp_usage_error("no base model: give -M DIR or set LLAMAPIPE_MODEL");
 	if (strcmp(opt.device, "cpu") && strcmp(opt.device, "cuda"))
 		lp_usage_error("--device: '%s' is not cpu or cuda", opt.device);
+	if (opt.dtype && strcmp(opt.dtype, "f32") && strcmp(opt.dtype, "bf16"))
+		lp_usage_error("--dtype: '%s' is not f32 or bf16", opt.dtype);
+	if (opt.dtype && !strcmp(opt.device, "cpu") && strcmp(opt.dtype, "f32"))
+		lp_usage_error("--dtype %s: the cpu backend computes in f32", opt.dtype);
 	if (opt.full && (opt.init || opt.save_set || opt.targets_set))
 		lp_usage_error("--full trains every weight: --init, --targets and --modules-to-save "
 				"are for LoRA");
@@ -855,9 +862,9 @@ int main(int argc, char **argv)
 	int cuda = !strcmp(opt.device, "cuda");
 	if (cuda)
 		dp_choose_gpu();
-	if (lp_kernels_init(cuda ? LP_DEVICE_CUDA : LP_DEVICE_CPU, -1, cuda ? LP_BF16 : LP_F32, err,
-				sizeof err) != 0)
-		lp_die(opt.device, "%s", err);
+	int act = cuda && !(opt.dtype && !strcmp(opt.dtype, "f32")) ? LP_BF16 : LP_F32;
+	if (lp_kernels_init(cuda ? LP_DEVICE_CUDA : LP_DEVICE_CPU, -1, act, err, sizeof err) != 0)
+		lp_die(cuda ? "--device cuda" : "--device cpu", "%s", err);
 	if (lp_comm_attach_device(cuda, err, sizeof err) != 0)
 		lp_die("comm", "%s", err);
 	/* the global batch is --batch-size x --grad-accum x ranks */

@@ -200,4 +200,5 @@ const lp_backend_ops lp_cpu_ops = {
 	.sumsq_f32 = lp_cpu_sumsq_f32,
 	.scale_f32 = lp_cpu_scale_f32,
 	.adamw_f32 = lp_cpu_adamw_f32,
+	.adamw_flat = lp_cpu_adamw_flat,
 };

@@ -137,5 +137,8 @@ void lp_cpu_sumsq_f32(float *out, const float *x, size_t n);
 void lp_cpu_scale_f32(float *x, float s, size_t n);
 void lp_cpu_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
 		double lr, double beta1, double beta2, double eps, double weight_decay, int t);
+void lp_cpu_adamw_flat(float *param, const float *grad, float *m, float *v,
+		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
+		double eps, int t, void *work, int work_dtype);
 
 #endif

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "common.h"
 #include "cpu.h"
 
 #define CHUNK 8192
@@ -71,5 +72,35 @@ void lp_cpu_adamw_f32(float *param, const float *grad, float *m, float *v, size_
 		param[i] = p + step * mi / denom;
 		m[i] = mi;
 		v[i] = vi;
+	}
+}
+
+/* Segment by segment; the working copy as lp_convert would round it. */
+void lp_cpu_adamw_flat(float *param, const float *grad, float *m, float *v,
+		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
+		double eps, int t, void *work, int work_dtype)
+{
+	for (int i = 0; i < nseg; i++) {
+		size_t o = seg[i].off, n = seg[i].n;
+		lp_cpu_adamw_f32(param + o, grad + o, m + o, v + o, n, lr, beta1, beta2, eps,
+				seg[i].weight_decay, t);
+		if (!work)
+			continue;
+		switch (work_dtype) {
+		case LP_BF16:
+			for (size_t j = 0; j < n; j++)
+				((uint16_t *)work)[o + j] = lp_f32_to_bf16(param[o + j]);
+			break;
+		case LP_F16:
+			for (size_t j = 0; j < n; j++)
+				((uint16_t *)work)[o + j] = lp_f32_to_f16(param[o + j]);
+			break;
+		case LP_F32:
+			memcpy((float *)work + o, param + o, n * sizeof(float));
+			break;
+		default:
+			lp_die("cpu", "adamw_flat: working copy dtype %d is not bf16, f16 or f32",
+					work_dtype);
+		}
 	}
 }

@@ -3,9 +3,10 @@
  *
  * One device (the index lp_kernels_init names among those
  * CUDA_VISIBLE_DEVICES shows; device 0 by default), one stream, one
- * cuBLASLt handle with a 32 MiB workspace. Forward ops only for now:
- * every backward and optimizer entry is NULL, which kernels.c reports as
- * "op ... is not implemented on this backend". */
+ * cuBLASLt handle with a 32 MiB workspace. Every op of kernels.h.
+ * LP_CUDA_SYNC=1 in the environment makes every op wait for the device
+ * and name itself when the device reports a fault (cuda.cuh). */
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 
@@ -79,6 +80,7 @@ static int cuda_init(int device_index, int act_dtype, char *err, size_t errlen)
 					lp_cuda.device, dev);
 			return -1;
 		}
+		CUDA_CHECK(cudaStreamSynchronize(lp_cuda.stream));
 		lp_cuda.act = act_dtype;
 		return 0;
 	}
@@ -124,6 +126,8 @@ static int cuda_init(int device_index, int act_dtype, char *err, size_t errlen)
 
 	lp_cuda.device = dev;
 	lp_cuda.act = act_dtype;
+	const char *sync = getenv("LP_CUDA_SYNC");
+	lp_cuda.sync = sync && *sync && strcmp(sync, "0") != 0;
 	lp_cuda.ready = 1;
 	return 0;
 }
@@ -133,8 +137,9 @@ static const char *cuda_describe(void)
 {
 	if (!lp_cuda.ready)
 		return "cuda (not started)";
-	snprintf(description, sizeof(description), "cuda (%.200s, sm_%d%d, %s)", lp_cuda.prop.name,
-			lp_cuda.prop.major, lp_cuda.prop.minor, lp_cuda_dtype_name(lp_cuda.act));
+	snprintf(description, sizeof(description), "cuda (%.200s, sm_%d%d, %s%s)", lp_cuda.prop.name,
+			lp_cuda.prop.major, lp_cuda.prop.minor, lp_cuda_dtype_name(lp_cuda.act),
+			lp_cuda.sync ? ", LP_CUDA_SYNC" : "");
 	return description;
 }
 
@@ -143,6 +148,8 @@ static void cuda_shutdown(void)
 	if (!lp_cuda.ready)
 		return;
 	CUDA_CHECK(cudaStreamSynchronize(lp_cuda.stream));
+	lp_cuda_gemm_cache_clear();
+	lp_cuda_graph_reset();
 	release(1);
 }
 
@@ -174,7 +181,22 @@ static lp_backend_ops make_ops(void)
 	o.add_inplace = lp_cuda_add_inplace;
 	o.scale_inplace = lp_cuda_scale_inplace;
 	o.cross_entropy = lp_cuda_cross_entropy;
-	/* backward ops, dropout and the optimizer: not yet (NULL) */
+	o.embedding_backward = lp_cuda_embedding_backward;
+	o.rmsnorm_backward = lp_cuda_rmsnorm_backward;
+	o.matmul_backward = lp_cuda_matmul_backward;
+	o.rope_backward = lp_cuda_rope_backward;
+	o.attention_backward = lp_cuda_attention_backward;
+	o.swiglu_backward = lp_cuda_swiglu_backward;
+	o.dropout_forward = lp_cuda_dropout_forward;
+	o.dropout_backward = lp_cuda_dropout_backward;
+	o.sumsq_f32 = lp_cuda_sumsq_f32;
+	o.scale_f32 = lp_cuda_scale_f32;
+	o.adamw_f32 = lp_cuda_adamw_f32;
+	o.adamw_flat = lp_cuda_adamw_flat;
+	o.graph_replay = lp_cuda_graph_replay;
+	o.graph_record_begin = lp_cuda_graph_record_begin;
+	o.graph_record_end = lp_cuda_graph_record_end;
+	o.graph_reset = lp_cuda_graph_reset;
 	return o;
 }
 

@@ -10,7 +10,10 @@
  *
  * Errors: every CUDA runtime and cuBLAS call goes through CUDA_CHECK or
  * CUBLAS_CHECK, which die naming the file, line, call and error; every
- * kernel launch is followed by LAUNCH_CHECK(). */
+ * kernel launch is followed by LAUNCH_CHECK(). A fault inside a kernel
+ * surfaces at the next call that waits for the stream, which cannot say
+ * which op caused it; with LP_CUDA_SYNC=1 in the environment every op ends
+ * with OP_DONE(name), which waits for the stream and names the op. */
 #ifndef LP_CUDA_CUH
 #define LP_CUDA_CUH
 
@@ -45,6 +48,7 @@ struct lp_cuda_state {
 	size_t workspace_size;
 	void *scratch;           /* lp_cuda_scratch() */
 	size_t scratch_size;
+	int sync;                /* LP_CUDA_SYNC=1: wait after every op */
 };
 extern lp_cuda_state lp_cuda;
 
@@ -53,7 +57,8 @@ extern lp_cuda_state lp_cuda;
 static inline void lp_cuda_check(cudaError_t e, const char *call, const char *file, int line)
 {
 	if (e != cudaSuccess)
-		lp_die("cuda", "%s:%d: %s: %s", file, line, call, cudaGetErrorString(e));
+		lp_die("cuda", "%s:%d: %s: %s%s", file, line, call, cudaGetErrorString(e),
+				lp_cuda.sync ? "" : " (LP_CUDA_SYNC=1 names the op that faulted)");
 }
 
 static inline const char *lp_cublas_status_name(cublasStatus_t s)
@@ -83,6 +88,20 @@ static inline void lp_cublas_check(cublasStatus_t s, const char *call, const cha
 #define CUDA_CHECK(call) lp_cuda_check((call), #call, __FILE__, __LINE__)
 #define CUBLAS_CHECK(call) lp_cublas_check((call), #call, __FILE__, __LINE__)
 #define LAUNCH_CHECK() lp_cuda_check(cudaGetLastError(), "kernel launch", __FILE__, __LINE__)
+
+/* The end of op `name`: under LP_CUDA_SYNC=1, wait for the stream and die
+ * naming the op if the device reports a fault. */
+static inline void lp_cuda_op_done(const char *name)
+{
+	if (!lp_cuda.sync)
+		return;
+	cudaError_t e = cudaStreamSynchronize(lp_cuda.stream);
+	if (e == cudaSuccess)
+		e = cudaGetLastError();
+	if (e != cudaSuccess)
+		lp_die("cuda", "%s: device fault: %s", name, cudaGetErrorString(e));
+}
+#define OP_DONE(name) lp_cuda_op_done(name)
 
 /* ---- launch geometry ---- */
 
@@ -171,6 +190,21 @@ const char *lp_cuda_dtype_name(int dtype);
 /* A backend-owned device buffer of at least bytes, reused by later calls
  * (stream order makes that safe); not zeroed. */
 void *lp_cuda_scratch(size_t bytes);
+/* attention_gemm.cu: whether training attention goes through GEMMs (1) or
+ * the flash kernels (0), and that path's forward and backward. */
+int lp_cuda_attention_use_gemm(int B, int T, int H, int backward);
+void lp_cuda_attention_gemm_forward(void *out, float *lse, const void *q, const void *k,
+		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D, float scale);
+void lp_cuda_attention_gemm_backward(void *dq, void *dk, void *dv, const void *dout,
+		const void *out, const float *lse, const void *q, const void *k, const void *v,
+		const uint8_t *mask, int B, int T, int H, int KVH, int D, float scale);
+/* graph.cu: lp_graph_* of kernels.h */
+int lp_cuda_graph_replay(int slot);
+void lp_cuda_graph_record_begin(int slot);
+void lp_cuda_graph_record_end(int slot);
+void lp_cuda_graph_reset(void);
+/* Free gemm.cu's cached cuBLASLt descriptors (before the handle goes). */
+void lp_cuda_gemm_cache_clear(void);
 /* The convert kernel, enqueued on the stream (memory.cu). */
 void lp_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, size_t n);
 
@@ -203,5 +237,28 @@ void lp_cuda_add_inplace(void *x, const void *y, size_t n);
 void lp_cuda_scale_inplace(void *x, float s, size_t n);
 void lp_cuda_cross_entropy(float *losses, void *dlogits, const void *logits,
 		const int32_t *targets, int N, int V, float grad_scale);
+
+void lp_cuda_embedding_backward(float *dwte, const void *dout, const int32_t *ids, int N, int C);
+void lp_cuda_rmsnorm_backward(void *dinp, float *dw, const void *dout, const void *inp,
+		lp_weight w, const float *rstd, int N, int C, int accumulate);
+void lp_cuda_matmul_backward(void *dinp, float *dW, const void *dout, const void *inp,
+		lp_weight W, int N, int C, int OC, float alpha, float beta);
+void lp_cuda_rope_backward(void *dx, const int32_t *pos, const float *inv_freq,
+		int N, int nh, int D, float attn_factor);
+void lp_cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout,
+		const void *out, const float *lse, const void *q, const void *k,
+		const void *v, const uint8_t *mask, int B, int T, int H, int KVH, int D,
+		float scale);
+void lp_cuda_swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate,
+		const void *up, int N, int I);
+void lp_cuda_dropout_forward(void *out, const void *inp, float p, uint64_t seed, size_t n);
+void lp_cuda_dropout_backward(void *dinp, const void *dout, float p, uint64_t seed, size_t n);
+void lp_cuda_sumsq_f32(float *out, const float *x, size_t n);
+void lp_cuda_scale_f32(float *x, float s, size_t n);
+void lp_cuda_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
+		double lr, double beta1, double beta2, double eps, double weight_decay, int t);
+void lp_cuda_adamw_flat(float *param, const float *grad, float *m, float *v,
+		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
+		double eps, int t, void *work, int work_dtype);
 
 #endif

@@ -79,4 +79,5 @@ void lp_cuda_cross_entropy(float *losses, void *dlogits, const void *logits,
 		cross_entropy_launch<__nv_bfloat16>(losses, dlogits, logits, targets, N, V, grad_scale);
 	else
 		cross_entropy_launch<float>(losses, dlogits, logits, targets, N, V, grad_scale);
+	OP_DONE("cross_entropy");
 }

@@ -40,10 +40,23 @@ static lp_weight upload(lp_llama *m, const lp_mf_tensor *t, int64_t rows, int64_
 	if (t->dtype != LP_F32 && t->dtype != LP_BF16 && t->dtype != LP_F16)
 		lp_die(t->name, "dtype %s is not a float weight type", lp_dtype_name(t->dtype));
 	const void *src = lp_mf_data(t);
-	void *dst = own(m, t->nbytes);
-	lp_upload(dst, src, t->nbytes);
+	int dtype = t->dtype;
+	void *dst;
+	if (lp_kernels_device() != LP_DEVICE_CPU && dtype != lp_act_dtype()) {
+		/* once, here, to the activation type, so that no GEMM converts it
+		 * per call (the CPU backend reads any float type in its ops) */
+		void *raw = lp_alloc(t->nbytes);
+		lp_upload(raw, src, t->nbytes);
+		dtype = lp_act_dtype();
+		dst = own(m, (size_t)t->numel * lp_dtype_size(dtype));
+		lp_convert(dst, dtype, raw, t->dtype, (size_t)t->numel);
+		lp_free(raw);
+	} else {
+		dst = own(m, t->nbytes);
+		lp_upload(dst, src, t->nbytes);
+	}
 	lp_mf_release(t);
-	return (lp_weight){dst, t->dtype, (int)want_rows, (int)want_cols};
+	return (lp_weight){dst, dtype, (int)want_rows, (int)want_cols};
 }
 
 static const lp_mf_tensor *base_tensor(const lp_model_files *mf, const char *name)
@@ -198,6 +211,7 @@ void lp_llama_state_init(lp_llama_state *s, const lp_llama *m, int B, int T, int
 	s->past_dev = lp_alloc(B * sizeof(int32_t));
 	s->inv_freq = lp_alloc(m->D / 2 * sizeof(float));
 	s->inv_freq_len = -1;
+	lp_graph_reset(); /* recorded steps name the buffers of a state */
 }
 
 void lp_llama_state_free(lp_llama_state *s)
@@ -209,6 +223,7 @@ void lp_llama_state_free(lp_llama_state *s)
 		lp_free(bufs[i]);
 	if (s->logits_f32 != s->logits)
 		lp_free(s->logits_f32);
+	lp_graph_reset();
 	free(s->past);
 	free(s->pos_host);
 	memset(s, 0, sizeof *s);
@@ -271,6 +286,17 @@ void lp_llama_forward(const lp_llama *m, lp_llama_state *s, const int32_t *ids, 
 	lp_upload(s->pos_dev, s->pos_host, N * sizeof(int32_t));
 	lp_upload(s->past_dev, s->past, B * sizeof(int32_t));
 
+	/* A decoding step (one token per row) is the same ops on the same
+	 * buffers every time: recorded once per batch size and replayed where
+	 * the backend records (kernels.h); not with dynamic rope, whose
+	 * frequencies follow the length. */
+	int slot = T == 1 && B <= LP_GRAPH_SLOTS && m->cfg.rope.type != LP_ROPE_DYNAMIC ? B - 1 : -1;
+	const void *rows = s->xb;
+	int nrows = s->all_logits ? N : B;
+	if (slot >= 0 && lp_graph_replay(slot))
+		goto logits;
+	if (slot >= 0)
+		lp_graph_record_begin(slot);
 	lp_embedding_forward(s->x, s->ids_dev, m->wte, N, C);
 	size_t layer_cache = (size_t)s->B * s->Tmax * KVH * D * a;
 	for (int i = 0; i < m->L; i++) {
@@ -297,20 +323,19 @@ void lp_llama_forward(const lp_llama *m, lp_llama_state *s, const int32_t *ids, 
 		lp_add_inplace(s->x, s->xb2, (size_t)N * C);
 	}
 	lp_rmsnorm_forward(s->xb, s->rstd, s->x, m->norm, N, C, (float)m->cfg.rms_norm_eps);
-	const void *rows = s->xb;
-	int nrows = N;
 	if (!s->all_logits) { /* only each row's last position */
 		for (int b = 0; b < B; b++)
 			lp_copy((char *)s->last + (size_t)b * C * a,
 					(char *)s->xb + ((size_t)b * T + T - 1) * C * a, C * a);
 		rows = s->last;
-		nrows = B;
 	}
 	lp_matmul_forward(s->logits, rows, m->lm_head, nrows, C, m->V, 1.0f, 0.0f);
-	size_t n = (size_t)nrows * m->V;
 	if (s->logits_f32 != s->logits)
-		lp_convert(s->logits_f32, LP_F32, s->logits, lp_act_dtype(), n);
-	lp_download(logits_out, s->logits_f32, n * sizeof(float));
+		lp_convert(s->logits_f32, LP_F32, s->logits, lp_act_dtype(), (size_t)nrows * m->V);
+	if (slot >= 0)
+		lp_graph_record_end(slot);
+logits:
+	lp_download(logits_out, s->logits_f32, (size_t)nrows * m->V * sizeof(float));
 	for (int b = 0; b < B; b++)
 		s->past[b] += T;
 }

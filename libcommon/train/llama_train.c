@@ -115,10 +115,22 @@ static lp_tweight frozen(lp_train_model *m, const lp_mf_tensor *t, int64_t rows,
 		free(host_f32(t, rows, cols)); /* dies with the message */
 	if (t->dtype != LP_F32 && t->dtype != LP_BF16 && t->dtype != LP_F16)
 		lp_die(t->name, "dtype %s is not a float weight type", lp_dtype_name(t->dtype));
-	void *dst = own(m, t->nbytes);
-	lp_upload(dst, lp_mf_data(t), t->nbytes);
+	int dtype = t->dtype;
+	void *dst;
+	if (lp_kernels_device() != LP_DEVICE_CPU && dtype != lp_act_dtype()) {
+		/* once, here, to the activation type (see llama.c's upload) */
+		void *raw = lp_alloc(t->nbytes);
+		lp_upload(raw, lp_mf_data(t), t->nbytes);
+		dtype = lp_act_dtype();
+		dst = own(m, (size_t)t->numel * lp_dtype_size(dtype));
+		lp_convert(dst, dtype, raw, t->dtype, (size_t)t->numel);
+		lp_free(raw);
+	} else {
+		dst = own(m, t->nbytes);
+		lp_upload(dst, lp_mf_data(t), t->nbytes);
+	}
 	lp_mf_release(t);
-	return (lp_tweight){{dst, t->dtype, cols ? (int)rows : 1, cols ? (int)cols : (int)rows}, NULL};
+	return (lp_tweight){{dst, dtype, cols ? (int)rows : 1, cols ? (int)cols : (int)rows}, NULL};
 }
 
 static void fill_param(lp_train_model *m, const lp_tparam *p, const float *host)

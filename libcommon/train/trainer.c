@@ -369,18 +369,25 @@ static void recv_records(lp_trainer *t, long *items, long *tokens)
 }
 
 /* AdamW on [lo, hi) of the flat buffers, moments at mom + (i - lo). */
+/* AdamW over [lo, hi) of the flat buffers in one pass (one launch on
+ * CUDA), each parameter with its decay group's weight decay; the moments
+ * of that range start at mom (a rank's slice under ZeRO-1). */
 static void adamw_range(lp_trainer *t, double lr, size_t lo, size_t hi, size_t mom)
 {
 	lp_train_model *m = t->m;
+	lp_adamw_segment *seg = lp_malloc(sizeof *seg * (size_t)(m->nparams ? m->nparams : 1));
+	int nseg = 0;
 	for (int i = 0; i < m->nparams; i++) {
 		const lp_tparam *p = &m->params[i];
 		size_t a = p->off > lo ? p->off : lo, b = p->off + p->n < hi ? p->off + p->n : hi;
-		if (a >= b)
-			continue;
-		lp_adamw_f32(m->master + a, m->grads + a, t->mom1 + mom + (a - lo),
-				t->mom2 + mom + (a - lo), b - a, lr, t->o.beta1, t->o.beta2, t->o.eps,
-				p->decay ? t->o.weight_decay : 0.0, (int)t->pos.adam_t);
+		if (a < b)
+			seg[nseg++] = (lp_adamw_segment){a - lo, b - a,
+					p->decay ? t->o.weight_decay : 0.0};
 	}
+	if (nseg)
+		lp_adamw_flat(m->master + lo, m->grads + lo, t->mom1 + mom, t->mom2 + mom, seg, nseg,
+				lr, t->o.beta1, t->o.beta2, t->o.eps, (int)t->pos.adam_t, NULL, 0);
+	free(seg);
 }
 
 void lp_trainer_step(lp_trainer *t, lp_step_info *info)
@@ -480,7 +487,8 @@ void lp_trainer_step(lp_trainer *t, lp_step_info *info)
 				lp_scale_f32(m->grads + T0, coef, t->tail);
 		}
 	}
-	/* AdamW, parameter by parameter (decay groups) */
+	/* AdamW over the flat buffers in one pass, each parameter with its
+	 * decay group's weight decay */
 	t->pos.adam_t++;
 	adamw_range(t, info->lr, lo, hi, 0);
 	if (t->shard) {

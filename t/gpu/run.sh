@@ -1,7 +1,8 @@
 #!/bin/sh
-# run.sh: build the CUDA backend and t/gpu/ops.c, check every forward op
+# run.sh: build the CUDA backend and t/gpu/ops.c, check every op (forward and backward)
 # against the CPU backend and time it. Meant for a machine with an NVIDIA GPU
-# (H100/H200); not part of `make check`.
+# (H100/H200); `make check` runs only the CPU self-check (t/t0310-gpu-ops.t).
+# pipelines/bench/gpu.sh runs it too, with the training and benchmarks.
 #
 #   sh t/gpu/run.sh [gpu-ops options]   build into build/gpu, run, write logs
 #                                       to $OUT (else build/gpu/logs)

@@ -1189,6 +1189,38 @@ static void test_adamw(size_t n, double lr, double b1, double b2, double eps, do
 	release();
 }
 
+/* lp_adamw_flat: segments of one flat buffer with their own decays, in
+ * one call, equal bit for bit to one lp_adamw_f32 per segment; elements
+ * outside every segment untouched; the working copy the parameters'
+ * bf16 rounding. */
+static void test_adamw_flat(void)
+{
+	size_t n = 1000;
+	const lp_adamw_segment seg[] = { {0, 300, 0.01}, {300, 1, 0.0}, {400, 600, 0.1} };
+	float *p = frand(n, 1), *m = fnew(n), *v = fnew(n), *g = frand(n, 1);
+	float *q = fclone(p, n), *qm = fnew(n), *qv = fnew(n);
+	uint16_t *work = calloc(n, sizeof *work);
+	int same = 1, work_ok = 1, gap_ok = 1;
+	for (int t = 1; t <= 3; t++) {
+		lp_adamw_flat(p, g, m, v, seg, 3, 1e-2, 0.9, 0.999, 1e-8, t, work, LP_BF16);
+		for (int k = 0; k < 3; k++)
+			lp_adamw_f32(q + seg[k].off, g + seg[k].off, qm + seg[k].off, qv + seg[k].off,
+					seg[k].n, 1e-2, 0.9, 0.999, 1e-8, seg[k].weight_decay, t);
+		same &= !memcmp(p, q, n * 4) && !memcmp(m, qm, n * 4) && !memcmp(v, qv, n * 4);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int in = i < 301 || i >= 400;
+		if (in && work[i] != lp_f32_to_bf16(p[i]))
+			work_ok = 0;
+		if (!in && (work[i] != 0 || m[i] != 0))
+			gap_ok = 0;
+	}
+	ok(same, "AdamW over segments with their own decays = AdamW segment by segment, bit for bit");
+	ok(work_ok && gap_ok, "its bf16 working copy is the parameters rounded; gaps untouched");
+	free(work);
+	release();
+}
+
 /* ================= errors ================= */
 
 static void bad_embedding(void)
@@ -1467,5 +1499,6 @@ int main(int argc, char **argv)
 	test_adamw(37, 1e-2, 0.9, 0.999, 1e-8, 0.1);
 	test_adamw(100000, 2e-4, 0.9, 0.999, 1e-8, 0.01);
 	test_adamw(37, 1e-3, 0.3, 0.99, 1e-6, 0.0);   /* lerp weight >= 0.5 */
+	test_adamw_flat();
 	return tap_done();
 }
