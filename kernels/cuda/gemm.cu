@@ -106,6 +106,10 @@ static void gemm_ex(void *out, const void *inp, const void *w, cudaDataType_t t,
 void lp_cuda_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta)
 {
+	if (lp_is_qtype(W.dtype)) {
+		lp_cuda_qmatmul_forward(out, inp, W, N, C, OC, alpha, beta);
+		return;
+	}
 	if (W.dtype != LP_F32 && W.dtype != LP_BF16 && W.dtype != LP_F16)
 		lp_die("cuda", "matmul_forward: weight dtype %s is not f32, bf16 or f16",
 				lp_cuda_dtype_name(W.dtype));
