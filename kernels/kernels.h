@@ -177,11 +177,12 @@ void lp_adamw_f32(float *param, const float *grad, float *m, float *v, size_t n,
  * (compress) replaces the f32 absmax by one byte each: offset = the mean
  * of absmax (summed in PyTorch's order, see kernels/quant.c), then
  * absmax - offset quantized by bitsandbytes' blockwise 8-bit scheme
- * (blocks of 256, signed dynamic map code2, absmax2 per block; nearest
- * code value, ties to the lower). absmax[b] is then
+ * (blocks of 256, signed dynamic map code2, absmax2 per block; the code
+ * nearest x / absmax2 by its lookup table, see kernels/quant.c).
+ * absmax[b] is then
  * code2[qabsmax[b]] * absmax2[b / 256] + offset.
  * LP_QINT8: LLM.int8's weight format: each row r converted to f16, then
- * scb[r] = max |row| and cb[r,c] = round-half-even(x * (127 / scb[r]))
+ * scb[r] = max |row| and cb[r,c] = round-half-even(x * ((1 / scb[r]) * 127))
  * as int8; dequantized (cb * scb) * (1 / 127) in f32.
  *
  * Bytes are bitsandbytes' own for the same input (t/t0310-quant.t). */

@@ -11,8 +11,8 @@
  *   on a midpoint takes the lower bucket);
  * - double quantization (its quantize_blockwise): offset = mean of absmax,
  *   then for blocks of 256 of absmax - offset: absmax2 = max |x|, the value
- *   x / absmax2 and the nearest value of the signed dynamic map (its
- *   first entry taken as -1), ties to the lower;
+ *   x * (1 / absmax2) and the code its CPU build's lookup table gives (the
+ *   nearest value of the signed dynamic map at a resolution of 2 / 65535);
  * - int8 (its int8_vectorwise_quant of the f16 weight, no threshold).
  * The mean is summed in the order of PyTorch's CPU sum kernel (vectors of
  * 8 floats, 4 interleaved, a cascade of 4 levels; then the scalar tail and
@@ -28,7 +28,8 @@
 #include "kernels.h"
 
 /* bitsandbytes' NF4 values (normal-float quantiles) and FP4 values (1 sign,
- * 2 exponent, 1 mantissa bits; scaled so the largest is 1), by index. */
+ * 2 exponent, 1 mantissa bits; scaled so the largest is 1), by index. FP4's
+ * negative zero (index 8) dequantizes to +0, as bitsandbytes' does. */
 static const float nf4_code[16] = {
 	-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
 	-0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
@@ -38,7 +39,7 @@ static const float nf4_code[16] = {
 static const float fp4_code[16] = {
 	0.0f, 0.0052083334885537624f, 0.6666666865348816f, 1.0f,
 	0.3333333432674408f, 0.5f, 0.1666666716337204f, 0.25f,
-	-0.0f, -0.0052083334885537624f, -0.6666666865348816f, -1.0f,
+	0.0f, -0.0052083334885537624f, -0.6666666865348816f, -1.0f,
 	-0.3333333432674408f, -0.5f, -0.1666666716337204f, -0.25f,
 };
 /* FP4 indices in ascending order of value (+0 before -0, as PyTorch's
@@ -46,9 +47,7 @@ static const float fp4_code[16] = {
 static const uint8_t fp4_order[16] = {11, 10, 13, 12, 15, 14, 9, 0, 8, 1, 6, 7, 4, 5, 2, 3};
 
 /* The signed dynamic map of bitsandbytes (8-bit: sign, a run of zeros
- * setting the decimal exponent, then linear fraction), sorted. Its CPU
- * quantizer searches it with the first entry taken as -1; the state keeps
- * the map as is. */
+ * setting the decimal exponent, then linear fraction), sorted. */
 static const float dynamic_map[256] = {
 	-0x1.fc6666p-1f, -0x1.f53334p-1f, -0x1.eep-1f, -0x1.e6ccccp-1f, -0x1.df999ap-1f, -0x1.d86666p-1f,
 	-0x1.d13334p-1f, -0x1.cap-1f, -0x1.c2ccccp-1f, -0x1.bb999ap-1f, -0x1.b46666p-1f, -0x1.ad3334p-1f,
@@ -210,7 +209,7 @@ void lp_int8_quantize_host(int8_t *cb, float *scb, const void *src, int src_dtyp
 			m = a > m || isnan(a) ? a : m;
 		}
 		scb[r] = m;
-		float s = 127.0f / m;
+		float s = (1.0f / m) * 127.0f;  /* PyTorch's 127.0 / t is t.reciprocal() * 127 */
 		for (int64_t c = 0; c < cols; c++) {
 			float x = lp_f16_to_f32(lp_f32_to_f16(load(src, src_dtype, r * cols + c))) * s;
 			float y = nearbyintf(x);   /* half to even under the default rounding mode */
@@ -298,42 +297,55 @@ float lp_q_mean_host(const float *x, int64_t n)
 	return sum / (float)n;
 }
 
-/* The last index whose code value is <= x, then the nearer neighbour
- * (ties to the lower). */
-static uint8_t nearest256(const float *code, float x)
+/* bitsandbytes' CPU blockwise 8-bit quantizer looks codes up in a table
+ * of 65536 bins over [-1, 1]: bin i holds the first code whose midpoint
+ * with the next code is not below -1 + 2i / 65535; a value x / absmax
+ * goes to bin (int)(((v + 1) * 0.5) * 65535 + 0.5) (v clamped to [-1, 1]). */
+#define Q8_BINS 65536
+
+static void q8_table(uint8_t *lut, const float *code)
 {
-	int lo = 0, hi = 255;
-	if (!(x >= code[0]))
-		return 0;
-	while (lo < hi) {
-		int mid = (lo + hi + 1) / 2;
-		if (code[mid] <= x)
-			lo = mid;
-		else
-			hi = mid - 1;
+	float mid[255];
+	for (int i = 0; i < 255; i++)
+		mid[i] = 0.5f * (code[i] + code[i + 1]);
+	int c = 0;
+	for (int i = 0; i < Q8_BINS; i++) {
+		float val = -1.0f + (2.0f * (float)i) / (float)(Q8_BINS - 1);
+		while (c < 255 && mid[c] < val)
+			c++;
+		lut[i] = (uint8_t)c;
 	}
-	if (lo < 255 && fabsf(x - code[lo + 1]) < fabsf(x - code[lo]))
-		lo++;
-	return (uint8_t)lo;
 }
 
 void lp_q8_blockwise_host(uint8_t *q, float *absmax2, const float *x, int64_t n,
 		int blocksize, const float *code2)
 {
 	int64_t nblocks = (n + blocksize - 1) / blocksize;
-	float code[256];
-	memcpy(code, code2, sizeof code);
-	code[0] = -1.0f;
+	uint8_t *lut = lp_malloc(Q8_BINS);
+	q8_table(lut, code2);
 	#pragma omp parallel for schedule(static)
 	for (int64_t b = 0; b < nblocks; b++) {
 		int64_t i0 = b * blocksize, i1 = i0 + blocksize < n ? i0 + blocksize : n;
-		float m = -3.40282347e38f;
-		for (int64_t i = i0; i < i1; i++)
-			m = fmaxf(m, fabsf(x[i]));
+		float m = 0.0f;
+		for (int64_t i = i0; i < i1; i++) {
+			float a = fabsf(x[i]);
+			m = a > m ? a : m;      /* a NaN counts as 0 */
+		}
 		absmax2[b] = m;
-		for (int64_t i = i0; i < i1; i++)
-			q[i] = nearest256(code, x[i] / m);
+		float inv = 1.0f / m;
+		for (int64_t i = i0; i < i1; i++) {
+			if (m == 0.0f) {
+				q[i] = 0;
+				continue;
+			}
+			float v = clamp1(x[i] * inv);
+			float t = (v + 1.0f) * 0.5f;
+			t = t * (float)(Q8_BINS - 1);
+			t = t + 0.5f;
+			q[i] = lut[(int)t];
+		}
 	}
+	free(lut);
 }
 
 /* ---- weights on the device ---- */

@@ -44,6 +44,7 @@ static const char usage[] =
 "      --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
 "      --init DIR            start from this adapter\n"
 "      --full                train every weight (writes a model)\n"
+"      --quantize TYPE       hold the base's Linear weights as nf4, fp4 or int8 (QLoRA)\n"
 "      --from-scratch CONFIG a new model from config.json (implies --full)\n"
 "  -b, --batch-size N        examples per micro-batch (1)\n"
 "      --grad-accum N        micro-batches per optimizer step (1)\n"
@@ -70,7 +71,7 @@ enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_FORCE, O_DUMP, O_QUANT,
 };
 
 static struct {
@@ -80,7 +81,7 @@ static struct {
 	double alpha, dropout;
 	int dropout_set, targets_set, save_set;
 	unsigned targets;
-	int save_embed, save_head, full, ckpt, skip_nonfinite, force;
+	int save_embed, save_head, full, ckpt, skip_nonfinite, force, quantize;
 	int64_t save_steps, save_limit, eval_steps, log_steps;
 	lp_train_opts o;
 } opt = {
@@ -174,6 +175,7 @@ static void parse_options(int argc, char **argv)
 		{"skip-nonfinite", no_argument, 0, O_SKIP},
 		{"device", required_argument, 0, O_DEVICE}, {"force", no_argument, 0, O_FORCE},
 		{"dump-grads", required_argument, 0, O_DUMP},
+		{"quantize", required_argument, 0, O_QUANT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	int c;
@@ -233,6 +235,10 @@ static void parse_options(int argc, char **argv)
 		case O_DEVICE: opt.device = optarg; break;
 		case O_FORCE: opt.force = 1; break;
 		case O_DUMP: opt.dump_grads = optarg; break;
+		case O_QUANT:
+			if (!(opt.quantize = lp_qtype_parse(optarg)))
+				lp_usage_error("--quantize: '%s' is not nf4, fp4 or int8", optarg);
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			lp_close_stdout();
@@ -254,6 +260,8 @@ static void parse_options(int argc, char **argv)
 	if (opt.full && (opt.init || opt.save_set || opt.targets_set))
 		lp_usage_error("--full trains every weight: --init, --targets and --modules-to-save "
 				"are for LoRA");
+	if (opt.full && opt.quantize)
+		lp_usage_error("--quantize freezes the base in 4 or 8 bits: it is for LoRA, not --full");
 	if (opt.init && opt.resume)
 		lp_usage_error("--init and --resume: a resumed run starts from its checkpoint");
 }
@@ -439,6 +447,7 @@ static void open_inputs(void)
 	s->init = run.init;
 	s->seed = opt.o.seed;
 	s->grad_ckpt = opt.ckpt;
+	s->quantize = opt.quantize;
 	lp_train_desc *d = &run.desc;
 	d->base_model = opt.model;
 	d->r = opt.r;
@@ -537,6 +546,9 @@ int main(int argc, char **argv)
 		lp_info("resuming from %s at step %lld of %lld", run.ckpt, (long long)t.pos.step,
 				(long long)t.total_steps);
 	}
+	if (opt.quantize)
+		lp_info("base Linear weights in %s: %.1f MB", lp_qtype_name(opt.quantize),
+				(double)lp_qweights_bytes(&m.qw) / 1e6);
 	lp_info("%s; %zu trained values in %d tensors; %zu examples, %llu tokens; %lld steps",
 			lp_kernels_describe(), m.ntrain, m.nparams, run.data.n,
 			(unsigned long long)run.data.ntokens, (long long)t.total_steps);

@@ -106,6 +106,12 @@ static void add_lora(lp_llama *m, lp_adapter *a, const lp_lora_pair *p)
 void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *adapters,
 		int n_adapters)
 {
+	lp_llama_load_quantized(m, mf, adapters, n_adapters, 0);
+}
+
+void lp_llama_load_quantized(lp_llama *m, const lp_model_files *mf,
+		lp_adapter *const *adapters, int n_adapters, int qtype)
+{
 	char name[256], err[1024];
 	memset(m, 0, sizeof *m);
 	if (!mf->has_config)
@@ -153,7 +159,8 @@ void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *ada
 		for (int j = 0; j < LP_NMODULES; j++) {
 			snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", i,
 					lp_module_parent(j), lp_module_names[j]);
-			l->w[j] = upload(m, base_tensor(mf, name), out[j], in[j]);
+			l->w[j] = qtype ? lp_qweights_load(&m->qw, base_tensor(mf, name), out[j], in[j], qtype)
+				: upload(m, base_tensor(mf, name), out[j], in[j]);
 		}
 	}
 	for (int a = 0; a < n_adapters; a++)
@@ -173,6 +180,7 @@ void lp_llama_free(lp_llama *m)
 			}
 	free(m->layers);
 	free(m->owned);
+	lp_qweights_free(&m->qw);
 	memset(m, 0, sizeof *m);
 }
 

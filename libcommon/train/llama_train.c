@@ -353,7 +353,10 @@ void lp_train_model_init(lp_train_model *m, const lp_model_files *mf,
 				free(w);
 				ly->w[j] = trained(m, &lp[2 + j]);
 			} else {
-				ly->w[j] = frozen(m, base_tensor(mf, name), out[j], in[j]);
+				ly->w[j] = s->quantize
+					? (lp_tweight){lp_qweights_load(&m->qw, base_tensor(mf, name), out[j],
+							in[j], s->quantize), NULL}
+					: frozen(m, base_tensor(mf, name), out[j], in[j]);
 			}
 		}
 	}
@@ -434,6 +437,7 @@ void lp_train_model_free(lp_train_model *m)
 	free(m->layers);
 	free(m->loras);
 	free(m->owned);
+	lp_qweights_free(&m->qw);
 	memset(m, 0, sizeof *m);
 }
 

@@ -81,6 +81,7 @@ typedef struct {
 	const lp_adapter *init; /* start from this adapter's LoRA pairs and copies */
 	uint64_t seed;          /* LoRA A and from-scratch initialisation */
 	int grad_ckpt;          /* recompute layers in backward */
+	int quantize;           /* frozen Linear weights as LP_QNF4/LP_QFP4/LP_QINT8 (0: as stored) */
 } lp_train_spec;
 
 typedef struct {
@@ -99,6 +100,7 @@ typedef struct {
 	lp_tlora *loras;        /* L * LP_NMODULES slots */
 	void **owned;           /* device buffers to free */
 	int n_owned, cap_owned;
+	lp_qweights qw;         /* quantized frozen weights (spec.quantize) */
 } lp_train_model;
 
 /* Build the model from base files (or, with mf NULL, from cfg alone: a new

@@ -92,19 +92,8 @@ def case(qtype, bs, dq, dtype, rows, cols, seed):
         q, st = F.quantize_4bit(w, blocksize=bs, quant_type=qtype, compress_statistics=bool(dq))
         ok(load(d, "data.bin", np.uint8).tobytes() == q.numpy().tobytes(), f"{name}: packed codes")
         if dq:
-            # bitsandbytes' CPU search (BinSearch's Direct2) now and then
-            # returns a neighbour of the nearest code; where the codes differ,
-            # ours must be the nearer (or as near) and theirs next to it
-            mine, theirs = load(d, "qabsmax.bin", np.uint8), st.absmax.numpy()
-            diff = np.nonzero(mine != theirs)[0]
-            _, st0 = F.quantize_4bit(w, blocksize=bs, quant_type=qtype)
-            x = (st0.absmax - st.offset).numpy()
-            x = x / np.repeat(st.state2.absmax.numpy(), 256)[: len(x)]
-            code = st.state2.code.numpy()
-            nearer = all(abs(int(mine[i]) - int(theirs[i])) == 1 and
-                         abs(x[i] - code[mine[i]]) <= abs(x[i] - code[theirs[i]]) for i in diff)
-            ok(len(diff) <= max(2, len(mine) // 500) and nearer,
-               f"{name}: double-quantized absmax codes ({len(diff)} of {len(mine)} one code nearer)")
+            ok(load(d, "qabsmax.bin", np.uint8).tobytes() == st.absmax.numpy().tobytes(),
+               f"{name}: double-quantized absmax codes")
             ok(load(d, "absmax2.bin", np.float32).tobytes() == st.state2.absmax.numpy().tobytes(),
                f"{name}: nested absmax")
             ok(load(d, "offset.bin", np.float32).tobytes() == st.offset.float().numpy().tobytes(),
@@ -114,36 +103,28 @@ def case(qtype, bs, dq, dtype, rows, cols, seed):
         else:
             ok(load(d, "absmax.bin", np.float32).tobytes() == st.absmax.numpy().tobytes(),
                f"{name}: absmax")
-        if cols % bs == 0 and qtype == "nf4" and not dq:
+        if cols % bs == 0:
             st.dtype = torch.float32
             ref = F.dequantize_4bit(q, st)
             st.dtype = torch.bfloat16
             ref16 = F.dequantize_4bit(q, st)
         else:
             # bitsandbytes' native CPU dequantizer (0.50.2) restarts blocks
-            # at each row, wrong when blocks cross rows, and its FP4 and
-            # nested-state results vary within one process; its portable
-            # implementation is the published algorithm
+            # at each row, wrong when blocks cross rows; its portable
+            # implementation is the published algorithm (which, compiled,
+            # writes FP4's -0 as +0 as the native one does)
             absmax = st.absmax
             if dq:
                 absmax = F.dequantize_blockwise(st.absmax, st.state2) + st.offset
             code = _get_4bit_code(qtype, q.device)
             ref = _dequantize_4bit_compute(q.reshape(-1), absmax.float(), code, bs, (rows, cols),
                                            torch.float32)
-            ref16 = None
-        same16 = np.repeat(load(d, "qabsmax.bin", np.uint8) == st.absmax.numpy(), bs)[: rows * cols] \
-            if dq else np.ones(rows * cols, dtype=bool)
+            ref16 = ref.to(torch.bfloat16)
         if ref16 is not None:
-            ok(np.array_equal(load(d, "deq_bf16.bin", np.int16)[same16],
-                              ref16.view(torch.int16).numpy().ravel()[same16]),
-               f"{name}: dequantized to bf16 bit for bit")
-    if qtype != "int8" and dq:
-        # blocks whose nested code differs (see above) dequantize differently
-        same = np.repeat(load(d, "qabsmax.bin", np.uint8) == st.absmax.numpy(), bs)[: rows * cols]
-    else:
-        same = np.ones(rows * cols, dtype=bool)
-    ok(np.array_equal(load(d, "deq.bin", np.float32)[same], ref.numpy().ravel()[same]),
-       f"{name}: dequantized to f32 bit for bit ({same.sum()} of {rows * cols})")
+            ok(load(d, "deq_bf16.bin", np.int16).tobytes() ==
+               ref16.view(torch.int16).numpy().tobytes(), f"{name}: dequantized to bf16 bit for bit")
+    ok(load(d, "deq.bin", np.float32).tobytes() == ref.numpy().tobytes(),
+       f"{name}: dequantized to f32 bit for bit")
 
 
 def matmul(qtype, dq, rows, cols, n, seed):
@@ -193,8 +174,7 @@ for qtype in (ONLY,) if ONLY != "int8" else ():
             for rows, cols, bs in ((48, 128, 64), (37, 96, 64), (33, 99, 128), (301, 256, 64)):
                 case(qtype, bs, dq, dtype, rows, cols, seed)
                 seed += 1
-# (bf16 weights: bitsandbytes' CB differs in a few elements; not compared)
-for dtype in ("f32", "f16") if ONLY == "int8" else ():
+for dtype in ("f32", "bf16", "f16") if ONLY == "int8" else ():
     for rows, cols in ((48, 128), (37, 99)):
         case("int8", 64, 0, dtype, rows, cols, seed)
         seed += 1

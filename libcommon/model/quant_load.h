@@ -1,0 +1,31 @@
+/* quant_load.h: Linear weights of a model quantized as they are loaded.
+ *
+ * A weight is read from its file a block of rows at a time, quantized on
+ * the host (kernels.h: lp_quantize_rows) and uploaded as codes and scales;
+ * pages of a mapped file are handed back to the kernel once quantized, so
+ * a model loads with no more than one block of rows of it in full
+ * precision. 4-bit types are double-quantized (as QLoRA,
+ * bnb_4bit_use_double_quant=True), with bitsandbytes' block size 64. */
+#ifndef LP_QUANT_LOAD_H
+#define LP_QUANT_LOAD_H
+
+#include "kernels.h"
+#include "model/model_files.h"
+
+/* The quantized weights a model owns. */
+typedef struct {
+	lp_qweight **w;
+	int n, cap;
+} lp_qweights;
+
+#define LP_QBLOCKSIZE 64
+
+/* Tensor t, of shape (rows, cols), quantized onto the device as qtype; the
+ * tensor is released. Dies naming it on a shape or dtype mismatch. */
+lp_weight lp_qweights_load(lp_qweights *set, const lp_mf_tensor *t, int64_t rows, int64_t cols,
+		int qtype);
+/* Device bytes of every weight in the set. */
+size_t lp_qweights_bytes(const lp_qweights *set);
+void lp_qweights_free(lp_qweights *set);
+
+#endif
