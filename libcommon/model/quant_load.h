@@ -20,6 +20,13 @@ typedef struct {
 
 #define LP_QBLOCKSIZE 64
 
+/* A 2-D float tensor t whose bytes are data (lp_mf_data), quantized onto
+ * the device as qtype (4-bit: double-quantized), a block of rows at a
+ * time; done(p, n), when not NULL, is told of each block once quantized
+ * (to drop the pages of a mapping). The tensor is not released. */
+lp_qweight *lp_quantize_tensor(const lp_mf_tensor *t, const void *data,
+		void (*done)(const void *p, size_t n), int qtype);
+
 /* Tensor t, of shape (rows, cols), quantized onto the device as qtype; the
  * tensor is released. Dies naming it on a shape or dtype mismatch. */
 lp_weight lp_qweights_load(lp_qweights *set, const lp_mf_tensor *t, int64_t rows, int64_t cols,
