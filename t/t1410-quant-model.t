@@ -96,6 +96,18 @@ test_expect_success BNB 'unadapted tensors are copied, adapted ones are not the 
 	EOF
 '
 
+test_expect_success BNB 'a model bitsandbytes saved quantized is refused, naming a tensor' '
+	$PYTHON - "$TEST_DIR/ref" <<-\EOF &&
+	import sys
+	sys.path.insert(0, sys.argv[1])
+	import train_ref
+	train_ref.load_base("m/base", ["--quantize", "nf4"]).save_pretrained("saved-nf4")
+	EOF
+	test_must_fail lora-train -M saved-nf4 --quantize nf4 -o x --data m/data.frames 2>err &&
+	test_grep "saved-nf4: model.layers.0.self_attn.q_proj.weight: shape" err &&
+	test_line_count = 1 err
+'
+
 test_expect_success 'bad --quantize values and --full are refused' '
 	test_must_fail lora-train -M m/base -o x --quantize q3 </dev/null 2>err &&
 	test_grep "quantize" err &&
