@@ -199,6 +199,15 @@ typedef struct {
 	float *absmax2;         /* [ceil(nblocks / 256)] after compress */
 	float *code2;           /* [256] after compress */
 	float offset;
+	/* int8 only: 0, or LLM.int8's forward with this outlier threshold
+	 * (bitsandbytes' inference path, threshold=6.0 by default): the input
+	 * is rounded to f16; columns holding any |x| >= threshold are
+	 * multiplied by the weight's dequantized columns (rounded to f16), the
+	 * others quantized row-wise to int8 (scale = max |x| of the row's
+	 * other elements), multiplied in integers, and scaled back by
+	 * scale_row * scb * (1 / 127^2). Backward always multiplies by the
+	 * dequantized weight (bitsandbytes' path for training on the CPU). */
+	float threshold;
 } lp_qweight;
 
 #define LP_QBLOCK2 256

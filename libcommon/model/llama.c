@@ -124,6 +124,7 @@ void lp_llama_load_quantized(lp_llama *m, const lp_model_files *mf,
 	m->KVH = (int)c->n_kv_heads;
 	m->D = (int)c->head_dim;
 	m->I = (int)c->intermediate_size;
+	m->qw.int8_threshold = LP_INT8_THRESHOLD;       /* inference: LLM.int8 */
 	for (int i = 0; i < n_adapters; i++)
 		if (lp_adapter_check(adapters[i], mf, err, sizeof err) != 0)
 			lp_die(adapters[i]->dir, "%s", err);

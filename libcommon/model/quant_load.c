@@ -60,6 +60,8 @@ lp_weight lp_qweights_load(lp_qweights *set, const lp_mf_tensor *t, int64_t rows
 	/* not a copy lp_mf_data made: pages of the file's mapping */
 	lp_qweight *q = lp_quantize_tensor(t, src, src == t->data ? drop_pages : NULL, qtype);
 	lp_mf_release(t);
+	if (qtype == LP_QINT8)
+		q->threshold = set->int8_threshold;
 	size_t cap = (size_t)set->cap;
 	lp_grow((void **)&set->w, &cap, (size_t)set->n + 1, sizeof *set->w);
 	set->cap = (int)cap;

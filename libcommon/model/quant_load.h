@@ -16,7 +16,11 @@
 typedef struct {
 	lp_qweight **w;
 	int n, cap;
+	float int8_threshold;   /* given to each int8 weight loaded (kernels.h) */
 } lp_qweights;
+
+/* LLM.int8's outlier threshold, bitsandbytes' default for inference. */
+#define LP_INT8_THRESHOLD 6.0f
 
 #define LP_QBLOCKSIZE 64
 
