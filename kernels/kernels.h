@@ -206,7 +206,8 @@ typedef struct {
 	 * others quantized row-wise to int8 (scale = max |x| of the row's
 	 * other elements), multiplied in integers, and scaled back by
 	 * scale_row * scb * (1 / 127^2). Backward always multiplies by the
-	 * dequantized weight (bitsandbytes' path for training on the CPU). */
+	 * dequantized weight (bitsandbytes' path for training on the CPU).
+	 * The CUDA backend multiplies by the dequantized weight either way. */
 	float threshold;
 } lp_qweight;
 
