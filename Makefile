@@ -37,7 +37,7 @@ BLAS_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas
 # CUDA backend: built wherever nvcc is found (it needs no GPU to build).
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 KERNEL_CU := $(if $(NVCC),$(wildcard kernels/cuda/*.cu))
-KERNEL_C  := kernels/kernels.c $(wildcard kernels/cpu/*.c) $(if $(KERNEL_CU),,kernels/cuda/none.c)
+KERNEL_C  := kernels/kernels.c kernels/quant.c $(wildcard kernels/cpu/*.c) $(if $(KERNEL_CU),,kernels/cuda/none.c)
 KERNEL_OBJ := $(KERNEL_C:%.c=$(O)/%.o) $(KERNEL_CU:%.cu=$(O)/%.o)
 ifneq ($(KERNEL_CU),)
 CUDA_HOME := $(abspath $(dir $(NVCC))/..)
@@ -121,7 +121,7 @@ $(BIN)/%: $(O)/tools/%.o $(O)/libcommon.a $(O)/libbase.a
 
 # C unit tests: one binary per t/unit/*.c, run by the t/*.t that names it.
 # Those that compute link the kernels too.
-KERNEL_UNITS := kernels_cpu llama_logits comm matvec
+KERNEL_UNITS := kernels_cpu llama_logits comm matvec quant
 $(foreach u,$(KERNEL_UNITS),$(eval $(O)/t/$(u): $(O)/libkernels.a))
 $(O)/t/%: $(O)/t/unit/%.o $(O)/libcommon.a $(O)/libbase.a
 	@mkdir -p $(@D)

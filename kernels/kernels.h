@@ -201,4 +201,101 @@ void lp_adamw_flat(float *param, const float *grad, float *m, float *v,
 		const lp_adamw_segment *seg, int nseg, double lr, double beta1, double beta2,
 		double eps, int t, void *work, int work_dtype);
 
+/* ---- quantized frozen weights (bitsandbytes' formats) ----
+ *
+ * A Linear weight may be held quantized, as bitsandbytes holds it, and
+ * passed to lp_matmul_forward/backward as an lp_weight whose dtype is one
+ * of the types below and whose data points to an lp_qweight (a host struct
+ * of device pointers). Matmuls dequantize inside the op, a block of rows at
+ * a time; no full-precision copy of the weight is kept.
+ *
+ * LP_QNF4, LP_QFP4: the matrix flattened row-major into blocks of
+ * blocksize elements (64 unless chosen). Block b has absmax[b] = max |x|;
+ * element x becomes the index of the nearest of 16 code values to
+ * x * (1 / absmax[b]) (bitsandbytes' NF4 or FP4 table; ties go to the
+ * lower code value; FP4 indices in bitsandbytes' order), two to a byte,
+ * the even element in the high nibble (an odd count pads with the code of
+ * 0). Dequantized: code[index] * absmax[b], in f32. Double quantization
+ * (compress) replaces the f32 absmax by one byte each: offset = the mean
+ * of absmax (summed in PyTorch's order, see kernels/quant.c), then
+ * absmax - offset quantized by bitsandbytes' blockwise 8-bit scheme
+ * (blocks of 256, signed dynamic map code2, absmax2 per block; the code
+ * nearest x / absmax2 by its lookup table, see kernels/quant.c).
+ * absmax[b] is then
+ * code2[qabsmax[b]] * absmax2[b / 256] + offset.
+ * LP_QINT8: LLM.int8's weight format: each row r converted to f16, then
+ * scb[r] = max |row| and cb[r,c] = round-half-even(x * ((1 / scb[r]) * 127))
+ * as int8; dequantized (cb * scb) * (1 / 127) in f32.
+ *
+ * Bytes are bitsandbytes' own for the same input (t/t0320-quant.t). */
+enum lp_qtype { LP_QNF4 = 32, LP_QFP4 = 33, LP_QINT8 = 34 };
+
+typedef struct {
+	int qtype;              /* LP_QNF4, LP_QFP4 or LP_QINT8 */
+	int64_t rows, cols;
+	int blocksize;          /* 4-bit: elements per absmax; int8: cols */
+	int64_t nblocks;        /* 4-bit: ceil(rows * cols / blocksize); int8: rows */
+	uint8_t *data;          /* 4-bit: (rows * cols + 1) / 2 bytes; int8: rows * cols */
+	float *absmax;          /* [nblocks]; int8: scb [rows]; NULL once compressed */
+	uint8_t *qabsmax;       /* [nblocks] after compress, else NULL */
+	float *absmax2;         /* [ceil(nblocks / 256)] after compress */
+	float *code2;           /* [256] after compress */
+	float offset;
+	/* int8 only: 0, or LLM.int8's forward with this outlier threshold
+	 * (bitsandbytes' inference path, threshold=6.0 by default): the input
+	 * is rounded to f16; columns holding any |x| >= threshold are
+	 * multiplied by the weight's dequantized columns (rounded to f16), the
+	 * others quantized row-wise to int8 (scale = max |x| of the row's
+	 * other elements), multiplied in integers, and scaled back by
+	 * scale_row * scb * (1 / 127^2). Backward always multiplies by the
+	 * dequantized weight (bitsandbytes' path for training on the CPU).
+	 * The CUDA backend multiplies by the dequantized weight either way. */
+	float threshold;
+} lp_qweight;
+
+#define LP_QBLOCK2 256
+
+/* "nf4", "fp4", "int8" -> the type; 0 if unknown. */
+int lp_qtype_parse(const char *name);
+const char *lp_qtype_name(int qtype);
+static inline int lp_is_qtype(int dtype)
+{
+	return dtype == LP_QNF4 || dtype == LP_QFP4 || dtype == LP_QINT8;
+}
+/* Allocate (device) the codes and f32 absmax of a (rows, cols) weight. */
+void lp_qweight_alloc(lp_qweight *q, int qtype, int64_t rows, int64_t cols, int blocksize);
+void lp_qweight_free(lp_qweight *q);
+/* Device bytes the weight holds now. */
+size_t lp_qweight_bytes(const lp_qweight *q);
+static inline lp_weight lp_qweight_view(const lp_qweight *q)
+{
+	lp_weight w = {q, q->qtype, (int)q->rows, (int)q->cols};
+	return w;
+}
+/* Quantize rows [r0, r0 + nrows) given as host memory src (nrows, cols) of
+ * f32/bf16/f16, on the host, and upload the codes and absmax. Chunks may
+ * come in any order; r0 * cols must be a multiple of blocksize and, unless
+ * the chunk ends the matrix, so must nrows * cols (any multiple of
+ * blocksize rows will do). Not for a compressed weight. */
+void lp_quantize_rows(lp_qweight *q, const void *src, int src_dtype, int64_t r0, int64_t nrows);
+/* Double quantization of a 4-bit weight's absmax (after every row). */
+void lp_qweight_compress(lp_qweight *q);
+/* Rows [r0, r0 + nrows) dequantized into dst (device, nrows * cols of
+ * f32/bf16/f16), as bitsandbytes' dequantize_4bit / int8 dequantize. */
+void lp_dequantize_rows(void *dst, int dst_dtype, const lp_qweight *q, int64_t r0, int64_t nrows);
+
+/* Host-side building blocks (kernels/quant.c), exposed for tests: the 4-bit
+ * code table of a type; absmax and codes of n consecutive elements of src
+ * starting at a block boundary; the offset (mean) and blockwise 8-bit
+ * quantization of double quantization; the signed dynamic map. */
+const float *lp_q4_code(int qtype);
+void lp_q4_quantize_host(uint8_t *packed, float *absmax, const void *src, int src_dtype,
+		int qtype, int blocksize, int64_t n);
+void lp_int8_quantize_host(int8_t *cb, float *scb, const void *src, int src_dtype,
+		int64_t rows, int64_t cols);
+float lp_q_mean_host(const float *x, int64_t n);
+void lp_q8_blockwise_host(uint8_t *q, float *absmax2, const float *x, int64_t n,
+		int blocksize, const float *code2);
+const float *lp_q_dynamic_map(void);
+
 #endif

@@ -122,7 +122,7 @@ test_expect_success 'the pages hold the examples this test expects' '
 	frames.5 1 0
 	gen.1 6 2
 	lora-merge.1 4 0
-	lora-train.1 3 0
+	lora-train.1 4 0
 	mkinstr.1 4 0
 	spm-merge.1 3 0
 	tok.1 5 0

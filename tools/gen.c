@@ -43,6 +43,7 @@ static const char usage[] =
 	"      --no-generation-config  ignore DIR/generation_config.json\n"
 	"      --device cpu|cuda    compute backend (default cpu)\n"
 	"  -d, --dtype f32|bf16     activation type on cuda (default bf16)\n"
+	"      --quantize TYPE      hold the Linear weights as nf4, fp4 or int8\n"
 	"  -q, --quiet              no summary on stderr\n"
 	"  -h, --help               this help\n"
 	"  -V, --version            the version\n"
@@ -59,7 +60,7 @@ static const char usage[] =
 	"See gen(1).\n";
 
 enum { OPT_SYSTEM = 256, OPT_WITH_PROMPT, OPT_SCORE, OPT_KEEP, OPT_IDS, OPT_SKIP_BAD,
-	OPT_NO_GENCFG, OPT_DEVICE, OPT_DTYPE, OPT_CONTROL };
+	OPT_NO_GENCFG, OPT_DEVICE, OPT_DTYPE, OPT_QUANT, OPT_CONTROL };
 
 /* Records generated for together (--batch-size), and the rows (beams,
  * sequences) of all of them: the CPU backend computes up to 32 rows of a
@@ -73,7 +74,7 @@ static struct {
 	const char **adapters;
 	int n_adapters;
 	int with_prompt, interactive, score, keep_input, no_gencfg, output_ids, skip_bad, quiet;
-	int device, act_dtype, batch_size;
+	int device, act_dtype, batch_size, quantize;
 } opt = {.template_name = "alpaca", .act_dtype = LP_BF16, .batch_size = 1};
 
 static lp_gen_config cfg;
@@ -106,6 +107,7 @@ static struct option *build_options(void)
 		{"no-generation-config", no_argument, 0, OPT_NO_GENCFG},
 		{"device", required_argument, 0, OPT_DEVICE},
 		{"dtype", required_argument, 0, 'd'},
+		{"quantize", required_argument, 0, OPT_QUANT},
 		{"quiet", no_argument, 0, 'q'},
 		{"help", no_argument, 0, 'h'},
 		{"version", no_argument, 0, 'V'},
@@ -191,6 +193,10 @@ static void parse_args(int argc, char **argv)
 		case OPT_IDS: opt.output_ids = 1; break;
 		case OPT_SKIP_BAD: opt.skip_bad = 1; break;
 		case OPT_NO_GENCFG: opt.no_gencfg = 1; break;
+		case OPT_QUANT:
+			if (!(opt.quantize = lp_qtype_parse(optarg)))
+				lp_usage_error("--quantize: '%s' is not nf4, fp4 or int8", optarg);
+			break;
 		case OPT_DEVICE:
 			if (!strcmp(optarg, "cpu"))
 				opt.device = LP_DEVICE_CPU;
@@ -259,7 +265,7 @@ static void load(void)
 	lp_adapter **ad = lp_calloc(opt.n_adapters + 1, sizeof *ad);
 	for (int i = 0; i < opt.n_adapters; i++)
 		ad[i] = lp_adapter_load(opt.adapters[i]);
-	lp_llama_load(&model, mf, ad, opt.n_adapters);
+	lp_llama_load_quantized(&model, mf, ad, opt.n_adapters, opt.quantize);
 	if (lp_spm_size(tok) > model.V)
 		lp_die(tpath, "tokenizer has %d pieces but the model's vocabulary is %d "
 				"(wrong tokenizer for this model?)", lp_spm_size(tok), model.V);

@@ -18,6 +18,7 @@
 #include "base/cli.h"
 #include "base/common.h"
 #include "base/dtype.h"
+#include "kernels.h"
 #include "merge/merge.h"
 #include "model/model_files.h"
 
@@ -33,6 +34,8 @@ static const char usage[] =
 	"  -m, --tokenizer FILE  tokenizer.model for the output (default: BASE's)\n"
 	"      --shard-size SIZE hf: largest safetensors shard (default 5GB)\n"
 	"      --shards N        pth: consolidated.NN.pth files (default: by model size)\n"
+	"      --quantize TYPE   merge into the base as nf4, fp4 or int8 dequantized\n"
+	"                        (the base an adapter of lora-train --quantize saw)\n"
 	"  -f, --force           replace OUT if it exists\n"
 	"  -q, --quiet           no progress on stderr\n"
 	"  -h, --help            this help\n"
@@ -42,6 +45,7 @@ typedef struct {
 	const char *model, *output, *tokenizer;
 	const char **adapters;
 	size_t nadapters;
+	int quantize;
 	lp_export_opts o;
 } options;
 
@@ -74,6 +78,7 @@ static void parse_args(int argc, char **argv, options *op)
 		{"dtype", required_argument, 0, 'd'}, {"tokenizer", required_argument, 0, 'm'},
 		{"shard-size", required_argument, 0, 'S'}, {"shards", required_argument, 0, 'N'},
 		{"force", no_argument, 0, 'f'}, {"quiet", no_argument, 0, 'q'},
+		{"quantize", required_argument, 0, 'Q'},
 		{"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
 	};
 	static const char shortopts[] = "M:A:m:o:t:d:fqhV";
@@ -95,6 +100,10 @@ static void parse_args(int argc, char **argv, options *op)
 		case 'N': op->o.shards = (int)lp_parse_int("--shards", optarg, 1, 1024); break;
 		case 'f': op->o.force = 1; break;
 		case 'q': op->o.quiet = 1; break;
+		case 'Q':
+			if (!(op->quantize = lp_qtype_parse(optarg)))
+				lp_usage_error("--quantize: '%s' is not nf4, fp4 or int8", optarg);
+			break;
 		case 'h': lp_help_exit(usage);
 		case 'V': lp_version_exit();
 		default: lp_bad_option(argc, argv, shortopts);
@@ -165,6 +174,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < op.nadapters; i++)
 		ad[i] = lp_adapter_load(op.adapters[i]);
 	lp_merge_plan *plan = lp_merge_plan_new(base, ad, op.nadapters);
+	plan->quantize = op.quantize;
 
 	lp_tokenizer_files tok;
 	char *tok_path = find_tokenizer(&op, base);

@@ -50,6 +50,7 @@ static const char usage[] =
 "  -m, --tokenizer FILE      resize the vocabulary to this tokenizer.model's pieces\n"
 "      --init DIR            start from this adapter\n"
 "      --full                train every weight (writes a model)\n"
+"      --quantize TYPE       hold the base's Linear weights as nf4, fp4 or int8 (QLoRA)\n"
 "      --from-scratch CONFIG a new model from config.json (implies --full)\n"
 "  -b, --batch-size N        examples per micro-batch (1)\n"
 "      --grad-accum N        micro-batches per optimizer step (1)\n"
@@ -81,7 +82,7 @@ enum {
 	O_DATA = 256, O_EVAL, O_ALPHA, O_DROPOUT, O_TARGETS, O_SAVE, O_TOKENIZER, O_INIT, O_FULL,
 	O_SCRATCH, O_GA, O_LR, O_WD, O_B1, O_B2, O_EPS, O_SCHED, O_WRATIO, O_WSTEPS, O_MAXNORM,
 	O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUFFLE, O_CKPT, O_SAVESTEPS, O_SAVELIMIT, O_RESUME,
-	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_DUMP, O_COMMTIMEOUT, O_STRICT, O_DTYPE,
+	O_EVALSTEPS, O_LOGSTEPS, O_LOG, O_SKIP, O_DEVICE, O_DUMP, O_COMMTIMEOUT, O_STRICT, O_DTYPE, O_QUANT,
 };
 
 static struct {
@@ -91,7 +92,7 @@ static struct {
 	double alpha, dropout;
 	int dropout_set, targets_set, save_set;
 	unsigned targets;
-	int save_embed, save_head, full, ckpt, skip_nonfinite, force, strict;
+	int save_embed, save_head, full, ckpt, skip_nonfinite, force, strict, quantize;
 	int64_t save_steps, save_limit, eval_steps, log_steps;
 	double comm_timeout;
 	lp_train_opts o;
@@ -196,6 +197,7 @@ static void parse_options(int argc, char **argv)
 		{"dump-grads", required_argument, 0, O_DUMP},
 		{"comm-timeout", required_argument, 0, O_COMMTIMEOUT},
 		{"strict", no_argument, 0, O_STRICT},
+		{"quantize", required_argument, 0, O_QUANT},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
 	};
 	static const char shortopts[] = "M:m:o:r:b:fqhV";
@@ -266,6 +268,10 @@ static void parse_options(int argc, char **argv)
 			opt.comm_timeout = lp_parse_double("--comm-timeout", optarg, 0.1, 1e7);
 			break;
 		case O_STRICT: opt.strict = 1; break;
+		case O_QUANT:
+			if (!(opt.quantize = lp_qtype_parse(optarg)))
+				lp_usage_error("--quantize: '%s' is not nf4, fp4 or int8", optarg);
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			printf("Ranks: %s.\n", lp_comm_built());
@@ -292,6 +298,8 @@ static void parse_options(int argc, char **argv)
 	if (opt.full && (opt.init || opt.save_set || opt.targets_set))
 		lp_usage_error("--full trains every weight: --init, --targets and --modules-to-save "
 				"are for LoRA");
+	if (opt.full && opt.quantize)
+		lp_usage_error("--quantize freezes the base in 4 or 8 bits: it is for LoRA, not --full");
 	if (opt.init && opt.resume)
 		lp_usage_error("--init and --resume: a resumed run starts from its checkpoint");
 	if ((!opt.data || !strcmp(opt.data, "-")) && isatty(STDIN_FILENO))
@@ -527,6 +535,7 @@ static void open_inputs(void)
 	s->init = run.init;
 	s->seed = opt.o.seed;
 	s->grad_ckpt = opt.ckpt;
+	s->quantize = opt.quantize;
 	s->base_model = opt.model;
 	s->config_json = run.config_json;
 	const lp_model_config *cfg = run.mf ? &run.mf->cfg : &run.scratch_cfg;
@@ -887,6 +896,9 @@ int main(int argc, char **argv)
 				(long long)t.total_steps);
 	}
 	dp_check_ranks(&t);
+	if (rank0 && opt.quantize)
+		lp_info("base Linear weights in %s: %.1f MB", lp_qtype_name(opt.quantize),
+				(double)lp_qweights_bytes(&m.qw) / 1e6);
 	if (rank0)
 		lp_info("%s; %s; %zu trained values in %d tensors; %zu examples, %llu tokens; "
 				"%lld steps", lp_kernels_describe(), lp_comm_describe(), m.ntrain,

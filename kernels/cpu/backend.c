@@ -149,6 +149,10 @@ static void cpu_convert(void *dst, int dst_dtype, const void *src, int src_dtype
 
 void lp_cpu_weight_rows(float *dst, lp_weight w, int r0, int nrows)
 {
+	if (lp_is_qtype(w.dtype)) {
+		lp_cpu_qweight_rows(dst, w.data, r0, nrows);
+		return;
+	}
 	size_t cols = (size_t)w.cols;
 	const char *base = (const char *)w.data + (size_t)r0 * cols * lp_dtype_size(w.dtype);
 	#pragma omp parallel for schedule(static)
@@ -159,7 +163,9 @@ void lp_cpu_weight_rows(float *dst, lp_weight w, int r0, int nrows)
 
 void lp_cpu_check_weight(const char *op, lp_weight w, int rows, int cols)
 {
-	if (!is_float_type(w.dtype))
+	if (lp_is_qtype(w.dtype) && strncmp(op, "matmul", 6))
+		lp_die("cpu", "%s: a quantized weight serves matmuls only", op);
+	if (!is_float_type(w.dtype) && !lp_is_qtype(w.dtype))
 		lp_die("cpu", "%s: weight dtype %d is not f32, bf16 or f16", op, w.dtype);
 	if (w.rows != rows || w.cols != cols)
 		lp_die("cpu", "%s: weight is (%d, %d), the op needs (%d, %d)",
@@ -182,7 +188,7 @@ const lp_backend_ops lp_cpu_ops = {
 	.embedding_backward = lp_cpu_embedding_backward,
 	.rmsnorm_forward = lp_cpu_rmsnorm_forward,
 	.rmsnorm_backward = lp_cpu_rmsnorm_backward,
-	.matmul_forward = lp_cpu_matmul_forward,
+	.matmul_forward = lp_cpu_qmatmul_forward,
 	.matmul_backward = lp_cpu_matmul_backward,
 	.rope_forward = lp_cpu_rope_forward,
 	.rope_backward = lp_cpu_rope_backward,

@@ -32,6 +32,12 @@ static inline float lp_cpu_load(const void *p, int dtype, size_t i)
 void lp_cpu_to_f32(float *dst, const void *src, int dtype, size_t n);
 /* Rows [r0, r0 + nrows) of w into dst (nrows, w.cols) f32, in parallel. */
 void lp_cpu_weight_rows(float *dst, lp_weight w, int r0, int nrows);
+/* lp_cpu_matmul_forward, or LLM.int8's forward for an int8 weight with a
+ * threshold (quant.c). */
+void lp_cpu_qmatmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
+		float alpha, float beta);
+/* Rows [r0, r0 + nrows) of a quantized weight as f32 (quant.c). */
+void lp_cpu_qweight_rows(float *dst, const lp_qweight *q, int64_t r0, int64_t nrows);
 /* Die unless w is (rows, cols) of a supported dtype; op names the caller. */
 void lp_cpu_check_weight(const char *op, lp_weight w, int rows, int cols);
 /* Scratch memory (not zeroed); dies on failure. */

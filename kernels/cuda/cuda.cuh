@@ -208,6 +208,13 @@ void lp_cuda_gemm_cache_clear(void);
 /* The convert kernel, enqueued on the stream (memory.cu). */
 void lp_cuda_convert(void *dst, int dst_dtype, const void *src, int src_dtype, size_t n);
 
+/* Matmuls through a quantized weight (W.dtype an lp_qtype; quant.cu): the
+ * forward, and the input gradient of the backward. */
+void lp_cuda_qmatmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
+		float alpha, float beta);
+void lp_cuda_qmatmul_backward_input(void *dinp, const void *dout, lp_weight W, int N, int C,
+		int OC, float alpha, float beta);
+
 /* ---- the ops (contracts in kernels.h) ---- */
 
 void *lp_cuda_alloc(size_t bytes);

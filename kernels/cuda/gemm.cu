@@ -222,6 +222,10 @@ static void scale_or_zero(void *out, float beta, size_t n)
 void lp_cuda_matmul_forward(void *out, const void *inp, lp_weight W, int N, int C, int OC,
 		float alpha, float beta)
 {
+	if (lp_is_qtype(W.dtype)) {
+		lp_cuda_qmatmul_forward(out, inp, W, N, C, OC, alpha, beta);
+		return;
+	}
 	check_weight("matmul_forward", W, OC, C);
 	if (N <= 0 || OC <= 0)
 		return;

@@ -14,6 +14,7 @@
 #include "base/dtype.h"
 #include "base/half.h"
 #include "kernels.h"
+#include "model/quant_load.h"
 
 /* ---- the plan ---- */
 
@@ -412,7 +413,12 @@ void lp_merge_produce(const lp_merge_plan *p, size_t i, int dtype, uint64_t row_
 		nb = rows;
 	const uint8_t *src = lp_mf_data(s);
 	int mapped = in_file_mapping(src, s->nbytes);
-	int copy = t->nd == 0 && s->dtype == dtype;
+	lp_qweight *q = NULL;
+	if (p->quantize && t->src_adapter < 0 && t->role >= LP_ROLE_Q && t->role <= LP_ROLE_DOWN) {
+		start_kernels();
+		q = lp_quantize_tensor(s, src, mapped ? drop_pages : NULL, p->quantize);
+	}
+	int copy = t->nd == 0 && s->dtype == dtype && !q;
 	float *f = copy ? NULL : lp_malloc(nb * cols * sizeof *f);
 	void *out = lp_malloc(nb * cols * os + 1);
 	product *pr = t->nd ? make_products(t) : NULL;
@@ -430,7 +436,10 @@ void lp_merge_produce(const lp_merge_plan *p, size_t i, int dtype, uint64_t row_
 		if (copy) {
 			memcpy(out, from, n * cols * os);
 		} else {
-			to_f32(f, from, s->dtype, n * cols);
+			if (q)
+				lp_dequantize_rows(f, LP_F32, q, (int64_t)r0, (int64_t)n);
+			else
+				to_f32(f, from, s->dtype, n * cols);
 			for (size_t k = 0; k < t->nd; k++) {
 				/* f (n, cols) += scale * L[r0:r0+n] @ R^T */
 				lp_weight R = { pr[k].R, LP_F32, (int)cols, pr[k].r };
@@ -439,9 +448,13 @@ void lp_merge_produce(const lp_merge_plan *p, size_t i, int dtype, uint64_t row_
 			}
 			from_f32(out, dtype, f, n * cols);
 		}
-		if (mapped)
+		if (mapped && !q)
 			drop_pages(from, n * cols * es);
 		fn(ctx, r0, n, out);
+	}
+	if (q) {
+		lp_qweight_free(q);
+		free(q);
 	}
 	for (size_t k = 0; pr && k < t->nd; k++) {
 		free(pr[k].L);

@@ -72,6 +72,11 @@ typedef struct {
 	lp_merge_tensor *t;             /* n tensors in state-dict order */
 	size_t n;
 	size_t n_merged, n_replaced;    /* LoRA products; whole replacements */
+	/* 0, or LP_QNF4/LP_QFP4/LP_QINT8 (kernels.h): the base's decoder Linear
+	 * weights are quantized as lora-train --quantize holds them and
+	 * dequantized to f32 before the products are added (PEFT's merge on a
+	 * bitsandbytes model, written unquantized) */
+	int quantize;
 } lp_merge_plan;
 
 /* Match the adapters against the base (which must have a config), each

@@ -68,13 +68,17 @@ static const lp_mf_tensor *base_tensor(const lp_model_files *mf, const char *nam
 }
 
 /* The base's tensor of role in layer, with the shape the config implies. */
-static lp_weight upload_role(lp_llama *m, const lp_model_files *mf, int role, int layer)
+/* The base's tensor of role in layer, uploaded as stored, or held
+ * quantized as qtype (a Linear weight; 0: as stored). */
+static lp_weight upload_role(lp_llama *m, const lp_model_files *mf, int role, int layer,
+		int qtype)
 {
 	char name[256];
 	int64_t shape[2];
 	lp_arch_shape(&m->cfg, role, shape);
-	return upload(m, base_tensor(mf, lp_arch_hf_name(role, layer, name, sizeof name)),
-			shape[0], shape[1]);
+	const lp_mf_tensor *t = base_tensor(mf, lp_arch_hf_name(role, layer, name, sizeof name));
+	return qtype ? lp_qweights_load(&m->qw, t, shape[0], shape[1], qtype)
+		: upload(m, t, shape[0], shape[1]);
 }
 
 /* The last adapter that saves a full copy of name, or NULL. */
@@ -112,6 +116,12 @@ static void add_lora(lp_llama *m, lp_adapter *a, const lp_lora_pair *p)
 void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *adapters,
 		int n_adapters)
 {
+	lp_llama_load_quantized(m, mf, adapters, n_adapters, 0);
+}
+
+void lp_llama_load_quantized(lp_llama *m, const lp_model_files *mf,
+		lp_adapter *const *adapters, int n_adapters, int qtype)
+{
 	char err[1024];
 	memset(m, 0, sizeof *m);
 	if (!mf->has_config)
@@ -124,6 +134,7 @@ void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *ada
 	m->KVH = (int)c->n_kv_heads;
 	m->D = (int)c->head_dim;
 	m->I = (int)c->intermediate_size;
+	m->qw.int8_threshold = LP_INT8_THRESHOLD;       /* inference: LLM.int8 */
 	for (int i = 0; i < n_adapters; i++)
 		if (lp_adapter_check(adapters[i], mf, err, sizeof err) != 0)
 			lp_die(adapters[i]->dir, "%s", err);
@@ -148,10 +159,10 @@ void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *ada
 	m->layers = lp_calloc(m->L, sizeof *m->layers);
 	for (int i = 0; i < m->L; i++) {
 		lp_llama_layer *l = &m->layers[i];
-		l->attn_norm = upload_role(m, mf, LP_ROLE_ATTN_NORM, i);
-		l->ffn_norm = upload_role(m, mf, LP_ROLE_FFN_NORM, i);
+		l->attn_norm = upload_role(m, mf, LP_ROLE_ATTN_NORM, i, 0);
+		l->ffn_norm = upload_role(m, mf, LP_ROLE_FFN_NORM, i, 0);
 		for (int j = 0; j < LP_NMODULES; j++)
-			l->w[j] = upload_role(m, mf, lp_module_role(j), i);
+			l->w[j] = upload_role(m, mf, lp_module_role(j), i, qtype);
 	}
 	for (int a = 0; a < n_adapters; a++)
 		for (size_t p = 0; p < adapters[a]->npairs; p++)
@@ -170,6 +181,7 @@ void lp_llama_free(lp_llama *m)
 			}
 	free(m->layers);
 	free(m->owned);
+	lp_qweights_free(&m->qw);
 	memset(m, 0, sizeof *m);
 }
 

@@ -21,6 +21,7 @@
 #include "kernels.h"
 #include "model/model_config.h"
 #include "model/model_files.h"
+#include "model/quant_load.h"
 
 typedef struct lp_lora_dev {
 	lp_weight A;            /* (r, in) */
@@ -45,12 +46,17 @@ typedef struct {
 	lp_llama_layer *layers;
 	void **owned;                   /* device buffers to free */
 	int n_owned, cap_owned;
+	lp_qweights qw;                 /* quantized Linear weights, if any */
 } lp_llama;
 
 /* Load weights (and, in order, adapters) onto the current backend. Dies
  * with a message naming the tensor on any mismatch. */
 void lp_llama_load(lp_llama *m, const lp_model_files *mf, lp_adapter *const *adapters,
 		int n_adapters);
+/* The same with the Linear weights of the decoder layers quantized as
+ * they load (qtype LP_QNF4, LP_QFP4, LP_QINT8; 0: as stored). */
+void lp_llama_load_quantized(lp_llama *m, const lp_model_files *mf,
+		lp_adapter *const *adapters, int n_adapters, int qtype);
 void lp_llama_free(lp_llama *m);
 
 typedef struct {

@@ -380,8 +380,12 @@ static void initialise(lp_train_model *m, const lp_model_files *mf, const lp_tra
 		for (int j = 0; j < LP_NMODULES; j++) {
 			module_shape(m, j, &out, &in);
 			lp_arch_hf_name(lp_module_role(j), l, name, sizeof name);
-			ly->w[j] = weight(m, mf, s, lp < 0 ? -1 : lp + 2 + j, name, out, in, init_std,
-					&rng);
+			if (lp < 0 && s->quantize) /* QLoRA: the frozen base held quantized */
+				ly->w[j] = (lp_tweight){lp_qweights_load(&m->qw, base_tensor(mf, name), out,
+						in, s->quantize), NULL};
+			else
+				ly->w[j] = weight(m, mf, s, lp < 0 ? -1 : lp + 2 + j, name, out, in,
+						init_std, &rng);
 		}
 	}
 
@@ -474,6 +478,7 @@ void lp_train_model_free(lp_train_model *m)
 	free(m->layers);
 	free(m->loras);
 	free(m->owned);
+	lp_qweights_free(&m->qw);
 	memset(m, 0, sizeof *m);
 }
 

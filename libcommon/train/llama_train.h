@@ -89,6 +89,7 @@ typedef struct {
 	int grad_ckpt;          /* recompute layers in backward */
 	const char *base_model; /* adapter_config.json's base_model_name_or_path, or NULL */
 	const char *config_json;        /* full: the config.json text to start from, or NULL */
+	int quantize;           /* frozen Linear weights as LP_QNF4/LP_QFP4/LP_QINT8 (0: as stored) */
 } lp_train_spec;
 
 typedef struct {
@@ -107,6 +108,7 @@ typedef struct {
 	lp_tlora *loras;        /* L * LP_NMODULES slots */
 	void **owned;           /* device buffers to free */
 	int n_owned, cap_owned;
+	lp_qweights qw;         /* quantized frozen weights (spec.quantize) */
 } lp_train_model;
 
 /* Build the model from base files (or, with mf NULL, from cfg alone: a new

@@ -27,6 +27,11 @@
                        Trainer's log agree step by step (loss, grad_norm, lr, epoch)
     train_ref.py loadcheck BASE ADAPTER       PEFT loads the adapter, every
                        tensor of the file lands in the model unchanged
+    train and logits take --quantize nf4|fp4|int8: the base loaded through
+    transformers' BitsAndBytesConfig (4-bit: block 64, double quantization,
+    f32 compute; int8: LLM.int8 with its default threshold 6.0), as QLoRA
+    users load it; logits --dequantized instead replaces each quantized
+    Linear by a plain one holding bitsandbytes' dequantized f32 weight.
 
 Needs torch, transformers, peft, safetensors.
 """
@@ -46,6 +51,47 @@ def argval(args, name, default, conv=str):
     if name in args:
         return conv(args[args.index(name) + 1])
     return default
+
+
+def load_base(path, args):
+    """The base model, quantized by bitsandbytes if args say --quantize."""
+    from transformers import LlamaForCausalLM
+    q = argval(args, "--quantize", None)
+    if q is None:
+        return LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
+    import logging
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bF
+    from transformers import BitsAndBytesConfig
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    if q == "int8":
+        bc = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        bc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=q,
+                                bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.float32)
+    model = LlamaForCausalLM.from_pretrained(path, quantization_config=bc, dtype=torch.float32,
+                                             device_map="cpu")
+    for mod in model.modules():
+        # the repacked AVX-512 path wants out_features % 32 == 0; the
+        # portable path dequantizes and multiplies, as the algorithm says
+        if isinstance(mod, bnb.nn.Linear4bit):
+            mod.support_avx512bf16_for_cpu = False
+    if "--dequantized" in args:
+        for name, mod in list(model.named_modules()):
+            for cname, child in list(mod.named_children()):
+                if isinstance(child, bnb.nn.Linear4bit):
+                    w = bF.dequantize_4bit(child.weight.data, child.weight.quant_state).float()
+                elif isinstance(child, bnb.nn.Linear8bitLt):
+                    w = torch.ops.bitsandbytes.int8_vectorwise_dequant(
+                        child.weight.data, child.weight.SCB).float()
+                else:
+                    continue
+                lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+                lin.weight.data = w
+                setattr(mod, cname, lin)
+    return model
 
 
 def make(d, args):
@@ -128,7 +174,7 @@ def train(d, out, args):
                               TrainingArguments)
     from peft import PeftModel
     full = "--full" in args
-    model = LlamaForCausalLM.from_pretrained(os.path.join(d, "base"), dtype=torch.float32)
+    model = load_base(os.path.join(d, "base"), args)
     if not full:
         init = os.path.join(d, "init")
         ac = json.load(open(os.path.join(init, "adapter_config.json")))
@@ -187,10 +233,9 @@ def train(d, out, args):
                 f.write(json.dumps(h) + "\n")
 
 
-def logits(base, adapter, ids_path):
-    from transformers import LlamaForCausalLM
+def logits(base, adapter, ids_path, args):
     from peft import PeftModel
-    model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = load_base(base, args)
     st = load_file(os.path.join(adapter, "adapter_model.safetensors"))
     emb = st.get("base_model.model.model.embed_tokens.weight")
     if emb is not None and emb.shape[0] != model.config.vocab_size:
@@ -287,7 +332,7 @@ def main():
     elif a[0] == "train":
         train(a[1], a[2], a[3:])
     elif a[0] == "logits":
-        logits(a[1], a[2], a[3])
+        logits(a[1], a[2], a[3], a[4:])
     elif a[0] == "cmp":
         return cmp(a[1], a[2], float(a[3]), float(a[4]))
     elif a[0] == "cmplog":

@@ -3,6 +3,8 @@
  *
  *   llama_logits MODEL_DIR [ADAPTER_DIR...] < ids.txt
  *
+ * LLAMA_LOGITS_QUANTIZE=nf4|fp4|int8 quantizes the Linear weights as they
+ * load (t1410-quant-model.t).
  * ids.txt: one sequence a line, ids separated by spaces. Output: for each
  * sequence, one line per position with its V logits ("%.9g"). The whole
  * sequence goes through one forward pass, which is printed, then again
@@ -30,7 +32,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < na; i++)
 		ad[i] = lp_adapter_load(argv[2 + i]);
 	lp_llama m;
-	lp_llama_load(&m, mf, ad, na);
+	const char *q = getenv("LLAMA_LOGITS_QUANTIZE");
+	lp_llama_load_quantized(&m, mf, ad, na, q ? lp_qtype_parse(q) : 0);
 
 	char *line = NULL;
 	size_t cap = 0;
