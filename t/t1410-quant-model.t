@@ -21,7 +21,10 @@
 #     cosine, grad-accum 2, clipping 0.5, weight decay 0.1, lr 1e-3):
 #     1e-6 + 1e-4 |b|; loss, grad_norm, lr of each step: relative 1e-5 [<= 7e-8]
 #   lora-merge --quantize vs PEFT's dequantize_bnb_weight +
-#     get_delta_weight: bit for bit (-d f32)                           [0]
+#     get_delta_weight (-d f32): 1 ulp beyond 8 f32 epsilons of the
+#     tensor's largest value, as t1301 holds plain merges: the LoRA
+#     product is summed in another order (BLAS by processor, or the
+#     matrix-vector kernel for few rows)
 . "$(dirname "$0")/test-lib.sh"
 
 REF="$TEST_DIR/ref/train_ref.py"
