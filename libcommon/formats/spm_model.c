@@ -305,7 +305,7 @@ static int parse_trainer_spec(struct rd *r, const uint8_t *p, size_t n, lp_spm_m
 		uint64_t v;
 		if (rd_tag(&s, &f, &wt))
 			return -1;
-		if (f != 3 && f != 35 && (f < 40 || f > 43)) {
+		if (f != 3 && f != 24 && f != 35 && (f < 40 || f > 43)) {
 			if (rd_skip(&s, f, wt, 0))
 				return -1;
 			continue;
@@ -318,6 +318,7 @@ static int parse_trainer_spec(struct rd *r, const uint8_t *p, size_t n, lp_spm_m
 				return fail(&s, at, "unknown model_type %llu", (unsigned long long)v);
 			m->model_type = (int)v;
 			break;
+		case 24: m->treat_whitespace_as_suffix = v != 0; break;
 		case 35: m->byte_fallback = v != 0; break;
 		case 40: m->unk_id = (int32_t)(uint32_t)v; break;
 		case 41: m->bos_id = (int32_t)(uint32_t)v; break;
@@ -338,7 +339,13 @@ static int parse_normalizer_spec(struct rd *r, const uint8_t *p, size_t n, lp_sp
 		uint64_t v;
 		if (rd_tag(&s, &f, &wt))
 			return -1;
-		if (f != 3 && f != 5) {
+		if (f == 2) {	/* precompiled_charsmap */
+			if (want_wt(&s, at, "normalizer_spec", f, wt, WT_LEN) ||
+			    rd_len(&s, &m->charsmap, &m->charsmap_len))
+				return -1;
+			continue;
+		}
+		if (f < 3 || f > 5) {
 			if (rd_skip(&s, f, wt, 0))
 				return -1;
 			continue;
@@ -347,6 +354,8 @@ static int parse_normalizer_spec(struct rd *r, const uint8_t *p, size_t n, lp_sp
 			return -1;
 		if (f == 3)
 			m->add_dummy_prefix = v != 0;
+		else if (f == 4)
+			m->remove_extra_whitespaces = v != 0;
 		else
 			m->escape_whitespaces = v != 0;
 	}
@@ -427,6 +436,7 @@ static void set_defaults(lp_spm_model *m)
 	m->eos_id = 2;
 	m->pad_id = -1;
 	m->add_dummy_prefix = 1;
+	m->remove_extra_whitespaces = 1;
 	m->escape_whitespaces = 1;
 }
 

@@ -5,8 +5,10 @@
  *   ModelProto      1 pieces (repeated SentencePiece)  2 trainer_spec
  *                   3 normalizer_spec  4 self_test_data  5 denormalizer_spec
  *   SentencePiece   1 piece (string)  2 score (float)  3 type (enum)
- *   TrainerSpec     3 model_type  35 byte_fallback  40..43 unk/bos/eos/pad id
- *   NormalizerSpec  3 add_dummy_prefix  5 escape_whitespaces
+ *   TrainerSpec     3 model_type  24 treat_whitespace_as_suffix
+ *                   35 byte_fallback  40..43 unk/bos/eos/pad id
+ *   NormalizerSpec  2 precompiled_charsmap  3 add_dummy_prefix
+ *                   4 remove_extra_whitespaces  5 escape_whitespaces
  *
  * lp_spm_model_parse() checks the whole wire format (varints, lengths,
  * wire types, nested messages, groups), keeps each piece with the raw bytes
@@ -71,7 +73,10 @@ typedef struct {
 	int has_trainer_spec;
 	int byte_fallback;
 	int32_t unk_id, bos_id, eos_id, pad_id;	/* -1: none */
-	int add_dummy_prefix, escape_whitespaces;
+	int treat_whitespace_as_suffix;
+	int add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
+	const uint8_t *charsmap;	/* precompiled_charsmap (in buf), or NULL */
+	size_t charsmap_len;
 
 	/* private */
 	uint8_t *buf;		/* copy of the input; raw slices point here */
