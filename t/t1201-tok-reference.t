@@ -277,34 +277,80 @@ test_expect_success SHARED_DATA 'MSRA texts: pt blocks with LLaMA and Chinese-LL
 		"--mode pt -b 100 --keep-tail" "pt --block-size 100 --keep-tail"
 '
 
-# For a BPE model with byte fallback tok expands runs of unknown
-# characters into byte pieces itself (libcommon/text/spm.cc);
-# LP_SPM_PLAIN=1 leaves it to the library. Both must write the same bytes,
-# and equal the Python rule, on text made of what the vocabulary lacks.
-test_expect_success MODELS 'byte fallback: the same bytes as the library, on unknown characters' '
-	$PYTHON - >unk.jsonl <<-\EOF &&
+# The built-in BPE encoder (libcommon/text/bpe.c) against the library in
+# process (t/unit/spm_encode: random texts mixing each model's pieces,
+# whitespace, NFKC-rewritten and malformed characters), and against Python
+# on records, for BPE models trained here with each normalization option
+# that changes encoding: nmt_nfkc (bpe.model), identity with extra
+# whitespace kept (LLaMA's), nfkc_cf with user-defined symbols and no byte
+# fallback (runs of unknown characters become one <unk>), no dummy prefix
+# with whitespace as suffix, and split digits.
+test_expect_success MODELS 'setup: BPE models for each normalization option' '
+	make_spm_model ident bpe 800 --normalization_rule_name=identity \
+		--remove_extra_whitespaces=false &&
+	make_spm_model cf bpe 800 --normalization_rule_name=nfkc_cf --byte_fallback=false \
+		--user_defined_symbols="<u>,foo,了不,▁x,x▁" &&
+	make_spm_model suffix bpe 800 --add_dummy_prefix=false \
+		--treat_whitespace_as_suffix=true --user_defined_symbols=ab,abc &&
+	make_spm_model digits bpe 800 --split_digits=true --remove_extra_whitespaces=false &&
+	$PYTHON - >edge.jsonl <<-\EOF
 	import json, random
 	r = random.Random(7)
 	pools = ["\U00020000\U0002a6d6\U0002f800", "😀🙈🇨🇳👨‍👩‍👧", "\u0001\u001f\u007f",
-	         "<0x41><0xFF>", "ÿþ\u00ad", "龘𠀋鿿", "the of", "  \t\n", "\ufffd\ue000"]
-	for i in range(400):
-	    print(json.dumps({"text": "".join(r.choice(r.choice(pools)) for _ in range(r.randint(0, 60)))},
+	         "<0x41><0xFF><s></s><unk>", "ÿþ\u00ad", "龘𠀋鿿", "the of", "  \t\n\r",
+	         "\ufffd\ue000", "ﬁＡ①㍻ｶé\u200b", " \u3000\u00a0", "<u>foo了不了 x x abc",
+	         "的的的的", "aaaa", "1234567890", "\u2581"]
+	for i in range(600):
+	    print(json.dumps({"text": "".join(r.choice(r.choice(pools))
+	                                      for _ in range(r.randint(0, 60)))},
 	                     ensure_ascii=i % 2 == 0))
+	print(json.dumps({"text": ""}))
+	print(json.dumps({"text": "   "}))
+	print(json.dumps({"text": " leading and trailing  "}))
 	EOF
-	for recs in unk.jsonl text.jsonl; do
-		tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >fast.fr &&
-		LP_SPM_PLAIN=1 tok -q -m bpe.model --mode pt --keep-tail -b 64 $recs >plain.fr &&
-		cmp fast.fr plain.fr || return 1
-	done &&
-	check_tok unk bpe.model unk.jsonl "--mode pt --keep-tail -b 64" "pt --block-size 64 --keep-tail"
 '
 
-test_expect_success SHARED_DATA 'byte fallback: the same bytes as the library on MSRA, both tokenizers' '
-	for m in "$LLAMA" "$SHARED_DATA/chinese-llama/chinese_sp.model"; do
-		tok -q -m "$m" --mode pt "$MSRA" >fast.fr &&
-		LP_SPM_PLAIN=1 tok -q -m "$m" --mode pt "$MSRA" >plain.fr &&
-		cmp fast.fr plain.fr || return 1
+test_expect_success MODELS 'built-in BPE encoder: the library'"'"'s ids on random text, every option' '
+	$PYTHON -c "import json, sys; [print(json.loads(l)[\"text\"].replace(\"\\n\", \" \")) for l in sys.stdin]" \
+		<text.jsonl >texts.txt &&
+	for m in bpe ident cf suffix digits; do
+		"$LP_BUILD/t/spm_encode" $m.model 3000 $m texts.txt >enc-$m.out ||
+		{ cat enc-$m.out; return 1; }
+		test_grep "texts, [0-9]* ids: the same from both" enc-$m.out || return 1
 	done
+'
+
+test_expect_success MODELS 'built-in BPE encoder: the Python rule on edge cases, every option' '
+	for m in bpe ident cf suffix digits; do
+		tok -q -m $m.model --mode ids edge.jsonl >edge-$m.got &&
+		$PYTHON ref.py $m.model ids <edge.jsonl >edge-$m.want &&
+		test_cmp edge-$m.want edge-$m.got &&
+		check_tok edgept-$m $m.model edge.jsonl "--mode pt --keep-tail --block-size 64" \
+			"pt --block-size 64 --keep-tail" || return 1
+	done
+'
+
+test_expect_success MODELS 'the report names the encoder; LP_SPM_LIBRARY=1 gives the same bytes' '
+	tok -m bpe.model --mode pt text.jsonl 2>err >ours.fr &&
+	test_grep "encoder: built-in BPE" err &&
+	LP_SPM_LIBRARY=1 tok -m bpe.model --mode pt text.jsonl 2>err >lib.fr &&
+	test_grep "encoder: the sentencepiece library (LP_SPM_LIBRARY is set)" err &&
+	cmp ours.fr lib.fr &&
+	tok -m uni.model --mode pt text.jsonl 2>err >/dev/null &&
+	test_grep "encoder: the sentencepiece library (not a BPE model)" err
+'
+
+test_expect_success SHARED_DATA 'built-in BPE encoder: LLaMA and LLaMA + Chinese merged, random text and MSRA' '
+	$PYTHON -c "import json, sys; [print(json.loads(l)[\"text\"]) for l in sys.stdin]" \
+		<"$MSRA" >msra.txt &&
+	"$LP_BUILD/t/spm_encode" "$LLAMA" 3000 1 msra.txt >enc-llama.out &&
+	test_grep "the same from both" enc-llama.out &&
+	if test -x "$LP_BIN/spm-merge"; then
+		spm-merge -q -o merged.model "$LLAMA" "$SHARED_DATA/chinese-llama/chinese_sp.model" &&
+		"$LP_BUILD/t/spm_encode" merged.model 3000 2 msra.txt >enc-merged.out &&
+		test_grep "the same from both" enc-merged.out &&
+		check_tok mptm merged.model "$MSRA" "--mode pt" "pt"
+	fi
 '
 
 # tok reads the next batch (2048 records) while the last one is encoded:

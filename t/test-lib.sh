@@ -214,7 +214,8 @@ command -v jq >/dev/null 2>&1 && test_set_prereq JQ
 command -v zstd >/dev/null 2>&1 && test_set_prereq ZSTD
 
 # A small SentencePiece model trained here on a generated corpus:
-# make_spm_model NAME TYPE VOCAB (TYPE bpe|unigram). Prints nothing.
+# make_spm_model NAME TYPE VOCAB [spm_train options] (TYPE bpe|unigram):
+# byte fallback unless the options say otherwise. Prints nothing.
 make_spm_corpus() {
 	$PYTHON - "$1" <<'PYEOF'
 import random, sys
@@ -232,7 +233,9 @@ PYEOF
 }
 make_spm_model() {
 	[ -f corpus.txt ] || make_spm_corpus corpus.txt
-	spm_train --input=corpus.txt --model_prefix="$1" --model_type="$2" \
-		--vocab_size="$3" --byte_fallback=true --character_coverage=0.9995 \
-		--minloglevel=2 >/dev/null 2>&1
+	_name=$1 _type=$2 _vocab=$3
+	shift 3
+	spm_train --input=corpus.txt --model_prefix="$_name" --model_type="$_type" \
+		--vocab_size="$_vocab" --byte_fallback=true --character_coverage=0.9995 \
+		--minloglevel=2 "$@" >/dev/null 2>&1
 }

@@ -456,6 +456,7 @@ static void report_tokenize(void)
 	if (run.nenc)
 		snprintf(cpt, sizeof cpt, "; %.2f characters per token",
 				(double)run.nchars / (double)run.nenc);
+	lp_info("encoder: %s", lp_spm_encoder(run.spm));
 	if (run.no_target)
 		snprintf(nt, sizeof nt, " (%llu with no target token left, which lora-train skips)",
 				(unsigned long long)run.no_target);

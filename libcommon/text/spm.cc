@@ -9,6 +9,7 @@
 
 extern "C" {
 #include "formats/spm_model.h"
+#include "text/bpe.h"
 }
 
 #include <cerrno>
@@ -23,124 +24,32 @@ extern "C" {
 struct lp_spm {
 	sentencepiece::SentencePieceProcessor sp;
 	int size;
-	// For encoding BPE models with byte fallback, a second processor of
-	// the same model with byte fallback off (see load_fast), and the id
-	// of each byte piece <0xXX>; null when not used.
-	sentencepiece::SentencePieceProcessor *fast;
-	int32_t byte_id[256];
+	// The model as parsed here, and the built-in encoder over it (text/bpe.h)
+	// when it covers the model; bpe is null otherwise, and Encode is the
+	// library's.
+	lp_spm_model parsed;
+	bool have_parsed;
+	lp_bpe *bpe;
+	char encoder[160];
 };
 
-// ---- the byte-fallback encoder ----
-//
-// With byte fallback, the library (0.1.97) turns each byte of an unknown
-// piece into its <0xXX> piece by formatting the name with snprintf and
-// looking it up in a hash table: on Chinese text with LLaMA's tokenizer
-// that was a fifth of tok's time. A BPE model's segmentation does not
-// depend on byte fallback (the flag is read only when the pieces are
-// turned into ids), so a copy of the model with the flag off, and its
-// byte pieces made control pieces (which text never matches, as byte
-// pieces are not), gives the same pieces with each run of unknown
-// characters as one unknown piece; lp_spm_encode writes the ids of that
-// run's bytes from a table. t1201 checks the result against the library.
-
-// Read a varint at *p (below end); false when malformed.
-static bool varint(const uint8_t *&p, const uint8_t *end, uint64_t *v)
+// The built-in encoder for m, unless LP_SPM_LIBRARY is set or it declines
+// the model; m->encoder says which encodes, and why.
+static void load_bpe(lp_spm *m, const std::string &bytes)
 {
-	*v = 0;
-	for (int shift = 0; p < end && shift < 64; shift += 7) {
-		uint8_t b = *p++;
-		*v |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80))
-			return true;
-	}
-	return false;
-}
-
-// In the message [p, end), set every varint field `field` whose value is
-// `from` (one byte) to `to` (one byte), in place. The number of fields
-// changed, or -1 when the message is malformed.
-static int patch_varint(uint8_t *p, uint8_t *end, uint32_t field, uint8_t from, uint8_t to,
-		int (*inner)(uint8_t *, uint8_t *) = nullptr, uint32_t inner_field = 0)
-{
-	int n = 0;
-	const uint8_t *q = p;
-	while (q < end) {
-		uint64_t tag, v;
-		if (!varint(q, end, &tag))
-			return -1;
-		uint32_t f = (uint32_t)(tag >> 3), wt = tag & 7;
-		if (wt == 0) {
-			uint8_t *at = const_cast<uint8_t *>(q);
-			if (!varint(q, end, &v))
-				return -1;
-			if (f == field && q == at + 1 && *at == from) {
-				*at = to;
-				n++;
-			}
-		} else if (wt == 1 || wt == 5) {
-			if ((size_t)(end - q) < (wt == 1 ? 8u : 4u))
-				return -1;
-			q += wt == 1 ? 8 : 4;
-		} else if (wt == 2) {
-			if (!varint(q, end, &v) || v > (uint64_t)(end - q))
-				return -1;
-			if (inner && f == inner_field) {
-				int k = inner(const_cast<uint8_t *>(q), const_cast<uint8_t *>(q) + v);
-				if (k < 0)
-					return -1;
-				n += k;
-			}
-			q += v;
-		} else {
-			return -1;
-		}
-	}
-	return n;
-}
-
-// SentencePiece: type (3) BYTE (6) -> CONTROL (3)
-static int byte_to_control(uint8_t *p, uint8_t *end) { return patch_varint(p, end, 3, 6, 3); }
-// TrainerSpec: byte_fallback (35) true -> false
-static int fallback_off(uint8_t *p, uint8_t *end) { return patch_varint(p, end, 35, 1, 0); }
-// ModelProto: pieces (1) and trainer_spec (2)
-static int patch_pieces(uint8_t *p, uint8_t *end)
-{
-	return patch_varint(p, end, 0, 0, 0, byte_to_control, 1);
-}
-
-// The fast encoder of m, when m is a BPE model with byte fallback and 256
-// byte pieces; otherwise m->fast stays null.
-static void load_fast(lp_spm *m, const std::string &bytes)
-{
-	lp_spm_model parsed;
-	char err[256];
-	if (lp_spm_model_parse(bytes.data(), bytes.size(), &parsed, err, sizeof err) != 0)
-		return;
-	bool bpe = parsed.model_type == LP_SPM_BPE && parsed.byte_fallback;
-	lp_spm_model_free(&parsed);
-	if (!bpe)
-		return;
-	for (int b = 0; b < 256; b++) {
-		char name[8];
-		snprintf(name, sizeof name, "<0x%02X>", b);
-		int id = m->sp.PieceToId(name);
-		if (id < 0 || id >= m->size || !m->sp.IsByte(id))
-			return;
-		m->byte_id[b] = id;
-	}
-	std::string patched = bytes;
-	uint8_t *p = reinterpret_cast<uint8_t *>(&patched[0]), *end = p + patched.size();
-	int pieces = patch_pieces(p, end);
-	int flags = patch_varint(p, end, 0, 0, 0, fallback_off, 2);
-	if (pieces != 256 || flags != 1)
-		return;
-	auto *fast = new sentencepiece::SentencePieceProcessor();
-	if (!fast->LoadFromSerializedProto(patched).ok() || fast->GetPieceSize() != m->size ||
-			fast->unk_id() != m->sp.unk_id()) {
-		delete fast;
+	char why[128] = "";
+	if (getenv("LP_SPM_LIBRARY") && *getenv("LP_SPM_LIBRARY")) {
+		snprintf(m->encoder, sizeof m->encoder, "the sentencepiece library (LP_SPM_LIBRARY is set)");
 		return;
 	}
-	m->fast = fast;
+	if (lp_spm_model_parse(bytes.data(), bytes.size(), &m->parsed, why, sizeof why) == 0) {
+		m->have_parsed = true;
+		m->bpe = lp_bpe_new(&m->parsed, why, sizeof why);
+	}
+	if (m->bpe)
+		snprintf(m->encoder, sizeof m->encoder, "built-in BPE");
+	else
+		snprintf(m->encoder, sizeof m->encoder, "the sentencepiece library (%s)", why);
 }
 
 static void set_err(char *err, size_t errlen, const std::string &msg)
@@ -191,8 +100,7 @@ extern "C" lp_spm *lp_spm_load(const char *path, char *err, size_t errlen)
 			delete m;
 			return nullptr;
 		}
-		if (!getenv("LP_SPM_PLAIN"))   /* the library's own byte fallback (tests) */
-			load_fast(m, bytes);
+		load_bpe(m, bytes);
 		return m;
 	} catch (const std::exception &e) {
 		set_err(err, errlen, std::string(path) + ": cannot load: " + e.what());
@@ -203,10 +111,15 @@ extern "C" lp_spm *lp_spm_load(const char *path, char *err, size_t errlen)
 
 extern "C" void lp_spm_free(lp_spm *m)
 {
-	if (m)
-		delete m->fast;
+	if (m) {
+		lp_bpe_free(m->bpe);
+		if (m->have_parsed)
+			lp_spm_model_free(&m->parsed);
+	}
 	delete m;
 }
+
+extern "C" const char *lp_spm_encoder(const lp_spm *m) { return m->encoder; }
 
 extern "C" int lp_spm_size(const lp_spm *m) { return m->size; }
 extern "C" int lp_spm_bos_id(const lp_spm *m) { return m->sp.bos_id(); }
@@ -228,20 +141,20 @@ extern "C" const char *lp_spm_id_to_piece(const lp_spm *m, int id)
 extern "C" int lp_spm_encode(const lp_spm *m, const char *text, size_t len,
 		int32_t **ids, size_t *n, size_t *cap, char *err, size_t errlen)
 {
+	if (m->bpe) {
+		if (lp_bpe_encode(m->bpe, text, len, ids, n, cap) == 0)
+			return 0;
+		set_err(err, errlen, "out of memory encoding a text of " + std::to_string(len) + " bytes");
+		return -1;
+	}
 	try {
 		static thread_local sentencepiece::ImmutableSentencePieceText spt;
-		const auto &sp = m->fast ? *m->fast : m->sp;
-		auto st = sp.Encode(absl::string_view(text, len), spt.mutable_proto());
+		auto st = m->sp.Encode(absl::string_view(text, len), spt.mutable_proto());
 		if (!st.ok()) {
 			set_err(err, errlen, "sentencepiece: " + st.ToString());
 			return -1;
 		}
-		size_t got = spt.pieces_size(), need = *n;
-		int unk = m->sp.unk_id();
-		for (size_t i = 0; i < got; i++) {
-			auto piece = spt.pieces(static_cast<int>(i));
-			need += m->fast && (int)piece.id() == unk ? piece.piece().size() : 1;
-		}
+		size_t got = spt.pieces_size(), need = *n + got;
 		if (need > *cap) {
 			size_t c = *cap ? *cap : 64;
 			while (c < need)
@@ -254,15 +167,8 @@ extern "C" int lp_spm_encode(const lp_spm *m, const char *text, size_t len,
 			*ids = static_cast<int32_t *>(p);
 			*cap = c;
 		}
-		size_t k = *n;
-		for (size_t i = 0; i < got; i++) {
-			auto piece = spt.pieces(static_cast<int>(i));
-			if (m->fast && (int)piece.id() == unk)
-				for (unsigned char b : piece.piece())
-					(*ids)[k++] = m->byte_id[b];
-			else
-				(*ids)[k++] = static_cast<int32_t>(piece.id());
-		}
+		for (size_t i = 0; i < got; i++)
+			(*ids)[*n + i] = static_cast<int32_t>(spt.pieces(static_cast<int>(i)).id());
 		*n = need;
 		return 0;
 	} catch (const std::exception &e) {

@@ -6,8 +6,11 @@
 /* spm.h: a small C interface to the sentencepiece library.
  *
  * The sentencepiece model is the truth for tokenization: these calls are
- * thin wrappers over sentencepiece::SentencePieceProcessor, with plain
- * Encode (no BOS/EOS added) and Decode. A loaded model is read-only, so
+ * wrappers over sentencepiece::SentencePieceProcessor, with plain Encode
+ * (no BOS/EOS added) and Decode. Encode of a BPE model is done by the
+ * built-in encoder of text/bpe.h when it covers the model (the same ids,
+ * some ten times faster); LP_SPM_LIBRARY=1 in the environment leaves
+ * every model to the library. A loaded model is read-only, so
  * lp_spm_encode and lp_spm_decode may run on one model from several
  * threads at once. No call dies or throws: failures return an error
  * message in err (err may be NULL). */
@@ -29,6 +32,9 @@ lp_spm *lp_spm_load(const char *path, char *err, size_t errlen);
 void lp_spm_free(lp_spm *m);
 
 int lp_spm_size(const lp_spm *m);       /* number of pieces (the vocabulary) */
+/* Which encoder lp_spm_encode uses: "built-in BPE", or "the sentencepiece
+ * library (why)". */
+const char *lp_spm_encoder(const lp_spm *m);
 int lp_spm_bos_id(const lp_spm *m);     /* -1 when the model has none */
 int lp_spm_eos_id(const lp_spm *m);
 int lp_spm_unk_id(const lp_spm *m);
